@@ -1,0 +1,1 @@
+//! Simulated node hardware replaying real measured weather.
