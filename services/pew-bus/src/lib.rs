@@ -1,0 +1,1 @@
+//! D-Bus contract

@@ -1,0 +1,5 @@
+use anyhow::Result;
+
+pub fn refresh() -> Result<()> {
+    anyhow::bail!("not written yet")
+}
