@@ -1,0 +1,220 @@
+//! `/etc/pew/powerd.toml`: the power manager's policy (handed to pew-power as it is) plus where
+//! measurements come from and what the service may drive.
+
+use std::path::{Path, PathBuf};
+
+use pew_daemon::config::{self as file, ConfigError};
+use pew_power::chemistry::BatterySpec;
+use pew_power::manager::{Policy, PowerConfig, SolarConfig};
+use pew_power::mode::ModeThresholds;
+use serde::Deserialize;
+
+pub const DEFAULT_PATH: &str = "/etc/pew/powerd.toml";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowerdConfig {
+    /// Where the state file lives (on the data partition).
+    pub state_dir: PathBuf,
+    /// Seconds between measurements.
+    pub sample_interval_s: f64,
+    /// Seconds between routine state saves. Mode changes and lease changes save at once; the
+    /// interval only bounds how much coulomb counting a power cut can lose, while keeping SD
+    /// card writes to a few hundred a day.
+    pub save_interval_s: u64,
+    pub battery: BatterySpec,
+    pub solar: SolarConfig,
+    pub policy: Policy,
+    pub modes: ModeThresholds,
+    pub source: SourceConfig,
+    /// Used when `source.kind = "simulated"` or the kernel command line has `pew.simulate`.
+    pub simulation: SimulationConfig,
+    pub rtc: RtcConfig,
+    pub cpufreq: CpufreqConfig,
+}
+
+impl Default for PowerdConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/pew/power"),
+            sample_interval_s: 5.0,
+            save_interval_s: 300,
+            battery: BatterySpec::default(),
+            solar: SolarConfig::default(),
+            policy: Policy::default(),
+            modes: ModeThresholds::default(),
+            source: SourceConfig::Simulated,
+            simulation: SimulationConfig::default(),
+            rtc: RtcConfig::default(),
+            cpufreq: CpufreqConfig::default(),
+        }
+    }
+}
+
+/// Where battery, solar and load measurements come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// INA219 monitors on an I2C bus driven from user space.
+    Ina219 {
+        #[serde(default = "default_i2c_bus")]
+        bus: PathBuf,
+        battery: InaChannel,
+        solar: Option<InaChannel>,
+    },
+    /// INA226 monitors on an I2C bus driven from user space.
+    Ina226 {
+        #[serde(default = "default_i2c_bus")]
+        bus: PathBuf,
+        battery: InaChannel,
+        solar: Option<InaChannel>,
+    },
+    /// INA2xx chips owned by the kernel's ina2xx hwmon driver.
+    Hwmon {
+        #[serde(default = "default_hwmon_root")]
+        root: PathBuf,
+        battery: HwmonChannel,
+        solar: Option<HwmonChannel>,
+    },
+    /// A fuel gauge or charger with a kernel power_supply driver.
+    PowerSupply {
+        #[serde(default = "default_power_supply_root")]
+        root: PathBuf,
+        name: String,
+        /// true when the driver reports discharge as positive current.
+        #[serde(default)]
+        discharge_positive: bool,
+    },
+    /// The simulated battery and panel of `[simulation]`.
+    Simulated,
+}
+
+/// One INA2xx monitor.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InaChannel {
+    pub address: u8,
+    pub shunt_ohm: f64,
+    pub max_current_a: f64,
+    /// The shunt is wired so that charging current reads negative.
+    #[serde(default)]
+    pub reversed: bool,
+}
+
+/// One hwmon device: its driver name and, when several exist, its I2C address.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HwmonChannel {
+    pub name: String,
+    pub i2c_bus: Option<u8>,
+    pub address: Option<u8>,
+    #[serde(default)]
+    pub reversed: bool,
+}
+
+fn default_i2c_bus() -> PathBuf {
+    PathBuf::from("/dev/i2c-1")
+}
+fn default_hwmon_root() -> PathBuf {
+    PathBuf::from("/sys/class/hwmon")
+}
+fn default_power_supply_root() -> PathBuf {
+    PathBuf::from("/sys/class/power_supply")
+}
+
+/// The simulated node: a battery and panel replaying a real typical meteorological year.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulationConfig {
+    /// "greensboro" or "sand-point".
+    pub site: String,
+    /// Simulated seconds per real second.
+    pub speed: f64,
+    /// Simulated start time, seconds since the Unix epoch; 0 means now.
+    pub start: i64,
+    /// True state of charge of the simulated battery at start, 0..1.
+    pub initial_soc: f64,
+    /// Node power when not computing, W.
+    pub idle_w: f64,
+}
+
+impl Default for SimulationConfig {
+    fn default() -> Self {
+        Self { site: "greensboro".into(), speed: 1.0, start: 0, initial_soc: 0.7, idle_w: 2.7 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtcConfig {
+    /// The RTC whose wake alarm powers the node back on (on a HAT, the HAT's RTC).
+    pub device: PathBuf,
+    /// Arm the wake alarm and power off in Shutdown mode. Off on boards with no way back.
+    pub enabled: bool,
+}
+
+impl Default for RtcConfig {
+    fn default() -> Self {
+        Self { device: PathBuf::from("/sys/class/rtc/rtc0"), enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpufreqConfig {
+    pub root: PathBuf,
+    /// CPU frequency cap in Eco and Critical, kHz.
+    pub eco_max_khz: u32,
+    pub enabled: bool,
+}
+
+impl Default for CpufreqConfig {
+    fn default() -> Self {
+        Self { root: PathBuf::from("/sys/devices/system/cpu/cpufreq"), eco_max_khz: 600_000, enabled: true }
+    }
+}
+
+impl PowerdConfig {
+    /// Reads, parses and validates the file; a missing file means all defaults (simulation).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(ConfigError::Read { path: path.to_owned(), source }),
+        };
+        let config: Self = file::parse(path, &text)?;
+        config.validate().map_err(|(key, message)| file::rejected(path, &text, &key, message))?;
+        Ok(config)
+    }
+
+    /// The part pew-power needs.
+    pub fn power(&self) -> PowerConfig {
+        PowerConfig {
+            battery: self.battery.clone(),
+            solar: self.solar.clone(),
+            policy: self.policy.clone(),
+            modes: self.modes.clone(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        self.power().validate().map_err(|e| (e.key().to_owned(), e.to_string()))?;
+        let positive = |key: &str, value: f64| {
+            if value.is_finite() && value > 0.0 {
+                Ok(())
+            } else {
+                Err((key.to_owned(), format!("must be a positive number, got {value}")))
+            }
+        };
+        positive("sample_interval_s", self.sample_interval_s)?;
+        positive("simulation.speed", self.simulation.speed)?;
+        positive("simulation.idle_w", self.simulation.idle_w)?;
+        if !(0.0..=1.0).contains(&self.simulation.initial_soc) {
+            return Err(("simulation.initial_soc".into(), format!("must be within 0..1, got {}", self.simulation.initial_soc)));
+        }
+        if self.simulation.site.parse::<pew_sim::weather::SiteName>().is_err() {
+            return Err(("simulation.site".into(), format!("unknown site {:?}; known: greensboro, sand-point", self.simulation.site)));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,632 @@
+//! The year simulation behind `cargo xtask sim power`: a simulated node replays a typical year
+//! of real weather while the real [`PowerManager`] decides its mode, grants its compute
+//! budget and schedules its sleep — exactly as pew-powerd does on the hardware.
+//!
+//! Each step: a synthetic worker asks the manager for budget for 30-minute compute tasks and
+//! runs them in Normal (full power) or Eco (CPU capped, about half the compute power); the node
+//! draws idle plus compute power; the manager observes the step's readings. In Shutdown the node
+//! halts, drawing only the halt power, until the wake time the manager chose; then it boots,
+//! restores the manager from its persisted state and observes afresh. If the battery cannot
+//! carry the load the node browns out and stays dark until the charger has lifted the pack.
+
+use std::fmt;
+
+use pew_power::Timestamp;
+use pew_power::chemistry::{BatterySpec, ConfigError};
+use pew_power::forecast::{ForecastConfig, Forecaster, SlotAverage, SolarPredictor};
+use pew_power::manager::{PowerConfig, PowerManager, PowerState};
+use pew_power::mode::Mode;
+use pew_power::solar::Site;
+
+use crate::battery::BatteryModel;
+use crate::calendar::{DAY_S, HOUR_S, days_from_civil};
+use crate::node::{NodeStep, SimulatedNode};
+use crate::pv::PvPanel;
+use crate::weather::Weather;
+
+/// A common (non-leap) year, so the typical year maps onto it day for day.
+const SIM_YEAR: i64 = 2025;
+/// Length of one synthetic compute task.
+const TASK_S: u32 = 1800;
+/// Share of the compute power a task draws in Eco, where the CPU is capped.
+const ECO_COMPUTE_SHARE: f64 = 0.5;
+/// True state of charge at which the pack's protection re-connects the load after a brownout:
+/// the charger must have put some charge back first.
+const REBOOT_SOC: f64 = 0.02;
+/// Days with less potential harvest than this many hours at the panel's rated power are left
+/// out of the forecast error: a percentage of almost nothing says nothing.
+const MIN_SCORED_DAY_PANEL_HOURS: f64 = 0.25;
+
+/// What to simulate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct YearConfig {
+    /// Rated panel power, W.
+    pub panel_w: f64,
+    /// The battery pack (also the manager's `[battery]` configuration).
+    pub battery: BatterySpec,
+    /// The Pi's draw while computing, W.
+    pub load_w: f64,
+    /// The Pi's draw when idle (essential services only), W.
+    pub idle_w: f64,
+    /// The draw of a halted node waiting for its wake alarm, W.
+    pub halt_w: f64,
+    /// Simulation step, s.
+    pub step_s: i64,
+    /// True state of charge at the start, 0..=1.
+    pub initial_soc: f64,
+    /// Days to simulate from January 1, local time.
+    pub days: i64,
+}
+
+impl Default for YearConfig {
+    /// The thesis hardware: Pi 4 (5 W computing, 2.7 W idle headless, ~0.1 W halted), a 60 W
+    /// panel and the 185 Wh Li-ion power bank, simulated in 5-minute steps for a year.
+    fn default() -> Self {
+        Self {
+            panel_w: 60.0,
+            battery: BatterySpec::default(),
+            load_w: 5.0,
+            idle_w: 2.7,
+            halt_w: 0.1,
+            step_s: 300,
+            initial_soc: 0.8,
+            days: 365,
+        }
+    }
+}
+
+/// Why a simulation could not start.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SimError {
+    /// The power manager rejects the configuration derived from the simulation's.
+    #[error("power manager configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// A simulation parameter is out of range.
+    #[error("{0}")]
+    Parameter(String),
+}
+
+/// Minimum, mean and maximum of a quantity over one day.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Band {
+    /// Smallest value of the day.
+    pub min: f64,
+    /// Time-weighted mean of the day.
+    pub mean: f64,
+    /// Largest value of the day.
+    pub max: f64,
+}
+
+/// One local day of the simulation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DaySummary {
+    /// True state of charge, %.
+    pub soc_pct: Band,
+    /// Solar power harvested, W.
+    pub solar_w: Band,
+    /// Load power supplied, W.
+    pub load_w: Band,
+}
+
+/// Mean absolute percentage error of day-ahead forecasts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ForecastScore {
+    /// Mean |forecast − actual| / actual over the scored days, %.
+    pub mape_pct: f64,
+    /// Days that entered the mean.
+    pub days: usize,
+}
+
+/// The outcome of a simulation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct YearReport {
+    /// The simulated configuration.
+    pub config: YearConfig,
+    /// Hours the node spent running in each mode, in [`Mode::ALL`] order (Shutdown counts the
+    /// time asleep).
+    pub mode_hours: [f64; 4],
+    /// Hours the node was off: asleep or browned out.
+    pub downtime_hours: f64,
+    /// How often the node halted on the manager's decision.
+    pub shutdowns: u32,
+    /// How often the battery failed to carry the load.
+    pub brownout_events: u32,
+    /// Hours dark after a brownout.
+    pub brownout_hours: f64,
+    /// Lowest true state of charge, %.
+    pub min_true_soc_pct: f64,
+    /// Lowest state of charge the manager estimated, %.
+    pub min_estimated_soc_pct: f64,
+    /// Largest |estimated − true| state of charge while running, percentage points.
+    pub max_soc_error_pct: f64,
+    /// Compute tasks the manager granted budget for.
+    pub tasks_granted: u32,
+    /// Budget requests the manager refused.
+    pub tasks_refused: u32,
+    /// Energy drawn by compute on top of idle, Wh.
+    pub compute_wh: f64,
+    /// Energy the panel could have delivered, Wh.
+    pub available_solar_wh: f64,
+    /// Energy harvested into the node, Wh.
+    pub harvested_wh: f64,
+    /// Energy thrown away with the battery full, Wh.
+    pub curtailed_wh: f64,
+    /// Energy delivered to the load, Wh.
+    pub consumed_wh: f64,
+    /// Energy dissipated in the battery, Wh.
+    pub battery_loss_wh: f64,
+    /// Energy stored in the battery at the start, Wh.
+    pub initial_energy_wh: f64,
+    /// Energy stored in the battery at the end, Wh.
+    pub final_energy_wh: f64,
+    /// Day-ahead forecast error of pew-power's forecaster.
+    pub forecaster_score: ForecastScore,
+    /// Day-ahead forecast error of the plain per-slot average.
+    pub baseline_score: ForecastScore,
+    /// One summary per simulated day.
+    pub days: Vec<DaySummary>,
+}
+
+impl YearReport {
+    /// Initial energy + harvest − consumption − battery losses − final energy, Wh: zero when
+    /// the simulation neither creates nor loses energy.
+    pub fn energy_balance_error_wh(&self) -> f64 {
+        self.initial_energy_wh + self.harvested_wh
+            - self.consumed_wh
+            - self.battery_loss_wh
+            - self.final_energy_wh
+    }
+
+    /// The node ended the year with at least the energy it started with.
+    pub fn positive_energy(&self) -> bool {
+        self.final_energy_wh >= self.initial_energy_wh
+    }
+}
+
+/// What the Pi is doing.
+enum NodeState {
+    /// Powered and managed.
+    Running(Box<PowerManager>),
+    /// Halted by the manager; the RTC wakes it at `wake_at`.
+    Asleep { wake_at: Timestamp, saved: Box<PowerState> },
+    /// The battery protection cut the power.
+    BrownedOut { saved: Box<PowerState> },
+}
+
+/// A compute task holding a lease.
+struct Task {
+    lease_id: String,
+    ends_at: Timestamp,
+}
+
+/// Accumulates one day's min/mean/max.
+#[derive(Default)]
+struct BandAccumulator {
+    min: f64,
+    max: f64,
+    sum: f64,
+    count: u32,
+}
+
+impl BandAccumulator {
+    fn add(&mut self, value: f64) {
+        if self.count == 0 {
+            (self.min, self.max) = (value, value);
+        }
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        self.sum += value;
+        self.count += 1;
+    }
+
+    fn finish(&self) -> Band {
+        let mean = if self.count > 0 { self.sum / f64::from(self.count) } else { 0.0 };
+        Band { min: self.min, mean, max: self.max }
+    }
+}
+
+#[derive(Default)]
+struct DayAccumulator {
+    soc_pct: BandAccumulator,
+    solar_w: BandAccumulator,
+    load_w: BandAccumulator,
+}
+
+/// Absolute percentage errors of one predictor's day-ahead forecasts.
+struct ForecastJudge<P> {
+    predictor: P,
+    errors: Vec<f64>,
+}
+
+impl<P: SolarPredictor> ForecastJudge<P> {
+    fn new(predictor: P) -> Self {
+        Self { predictor, errors: Vec::new() }
+    }
+
+    fn day_ahead_wh(&self, midnight: Timestamp) -> f64 {
+        self.predictor.forecast(midnight, DAY_S).iter().map(|slot| slot.wh).sum()
+    }
+
+    fn score(&self) -> ForecastScore {
+        let days = self.errors.len();
+        let mape_pct = if days > 0 { self.errors.iter().sum::<f64>() / days as f64 * 100.0 } else { f64::NAN };
+        ForecastScore { mape_pct, days }
+    }
+}
+
+/// Runs the simulation of `config` against `weather`.
+pub fn simulate(weather: &Weather, config: &YearConfig) -> Result<YearReport, SimError> {
+    validate(config)?;
+    let station = weather.station();
+    let site = Site { latitude: station.latitude, longitude: station.longitude };
+    let mut power_config = PowerConfig::default();
+    power_config.battery = config.battery.clone();
+    power_config.solar.latitude = site.latitude;
+    power_config.solar.longitude = site.longitude;
+    power_config.solar.panel_w = config.panel_w;
+    power_config.policy.essential_load_w = config.idle_w;
+    power_config.policy.sleep_load_w = config.halt_w;
+    power_config.validate()?;
+
+    // Local standard midnight of January 1, so simulated days are the site's days.
+    let start = days_from_civil(SIM_YEAR, 1, 1) * DAY_S - i64::from(station.utc_offset_h) * HOUR_S;
+    let steps_per_day = DAY_S / config.step_s;
+    let step_h = config.step_s as f64 / 3600.0;
+    let compute_w = config.load_w - config.idle_w;
+    let battery = BatteryModel::new(config.battery.clone(), config.initial_soc);
+    let mut node = SimulatedNode::new(weather.clone(), PvPanel::new(config.panel_w), battery, start);
+    let initial_energy_wh = node.battery().stored_energy_wh();
+
+    let mut state = NodeState::Running(Box::new(PowerManager::new(power_config.clone(), None, start)));
+    let mut task: Option<Task> = None;
+    let mut forecaster = ForecastJudge::new(Forecaster::new(site, config.panel_w, None));
+    // The baseline averages as many days as the forecaster's WCMA does, for a fair comparison.
+    let history_days = ForecastConfig::default().days;
+    let mut baseline = ForecastJudge::new(SlotAverage::new(history_days));
+    let mut day_forecasts = (0.0, 0.0);
+    let mut day_potential_wh = 0.0;
+    let min_scored_wh = config.panel_w * MIN_SCORED_DAY_PANEL_HOURS;
+
+    let mut report = YearReport {
+        config: config.clone(),
+        mode_hours: [0.0; 4],
+        downtime_hours: 0.0,
+        shutdowns: 0,
+        brownout_events: 0,
+        brownout_hours: 0.0,
+        min_true_soc_pct: node.battery().soc() * 100.0,
+        min_estimated_soc_pct: f64::INFINITY,
+        max_soc_error_pct: 0.0,
+        tasks_granted: 0,
+        tasks_refused: 0,
+        compute_wh: 0.0,
+        available_solar_wh: 0.0,
+        harvested_wh: 0.0,
+        curtailed_wh: 0.0,
+        consumed_wh: 0.0,
+        battery_loss_wh: 0.0,
+        initial_energy_wh,
+        final_energy_wh: initial_energy_wh,
+        forecaster_score: ForecastScore { mape_pct: f64::NAN, days: 0 },
+        baseline_score: ForecastScore { mape_pct: f64::NAN, days: 0 },
+        days: Vec::with_capacity(usize::try_from(config.days).unwrap_or_default()),
+    };
+    let mut day = DayAccumulator::default();
+
+    for index in 0..config.days * steps_per_day {
+        let now = node.clock();
+        let day_number = index / steps_per_day;
+        if index % steps_per_day == 0 {
+            // Day-ahead forecasts, made at local midnight as the node would.
+            day_forecasts = (forecaster.day_ahead_wh(now), baseline.day_ahead_wh(now));
+            day_potential_wh = 0.0;
+        }
+
+        // Wake or reboot when due; both restore the manager from its persisted state.
+        state = match state {
+            NodeState::Asleep { wake_at, saved } if now >= wake_at => {
+                NodeState::Running(Box::new(PowerManager::new(power_config.clone(), Some(*saved), now)))
+            }
+            NodeState::BrownedOut { saved } if node.battery().soc() >= REBOOT_SOC => {
+                NodeState::Running(Box::new(PowerManager::new(power_config.clone(), Some(*saved), now)))
+            }
+            other => other,
+        };
+
+        let (load_w, compute_now_w) = match &mut state {
+            NodeState::Running(manager) => {
+                let mode = manager.mode();
+                report.mode_hours[mode_index(mode)] += step_h;
+                let running_w = run_worker(manager, &mut task, now, mode, compute_w, &mut report);
+                (config.idle_w + running_w, running_w)
+            }
+            NodeState::Asleep { .. } => {
+                report.mode_hours[mode_index(Mode::Shutdown)] += step_h;
+                report.downtime_hours += step_h;
+                (config.halt_w, 0.0)
+            }
+            NodeState::BrownedOut { .. } => {
+                report.downtime_hours += step_h;
+                report.brownout_hours += step_h;
+                (0.0, 0.0)
+            }
+        };
+
+        let step = node.step(now, config.step_s, load_w);
+        let end = node.clock();
+        account(&mut report, &step, step_h);
+        // The compute share of what was actually supplied.
+        if !step.brownout {
+            report.compute_wh += compute_now_w * step_h;
+        }
+        day_potential_wh += step.available_solar_w * step_h;
+        forecaster.predictor.record(end, step.available_solar_w);
+        baseline.predictor.record(end, step.available_solar_w);
+        let true_soc_pct = node.battery().soc() * 100.0;
+        report.min_true_soc_pct = report.min_true_soc_pct.min(true_soc_pct);
+        day.soc_pct.add(true_soc_pct);
+        day.solar_w.add(step.measurement.solar_w);
+        day.load_w.add(step.measurement.load_w);
+
+        if (index + 1) % steps_per_day == 0 {
+            // Score the day's forecasts against its harvest; the baseline needs its window of
+            // history before its forecasts mean anything.
+            if day_potential_wh >= min_scored_wh && day_number >= history_days as i64 {
+                forecaster.errors.push((day_forecasts.0 - day_potential_wh).abs() / day_potential_wh);
+                baseline.errors.push((day_forecasts.1 - day_potential_wh).abs() / day_potential_wh);
+            }
+            report.days.push(finish_day(&day));
+            day = DayAccumulator::default();
+        }
+
+        state = match state {
+            NodeState::Running(mut manager) => {
+                if step.brownout {
+                    // The Pi died mid-step: its lease is simply never released.
+                    task = None;
+                    report.brownout_events += 1;
+                    NodeState::BrownedOut { saved: Box::new(manager.state()) }
+                } else {
+                    manager.observe(end, step.measurement);
+                    let estimated_pct = manager.status().soc_percent;
+                    report.min_estimated_soc_pct = report.min_estimated_soc_pct.min(estimated_pct);
+                    report.max_soc_error_pct = report.max_soc_error_pct.max((estimated_pct - true_soc_pct).abs());
+                    if manager.mode() == Mode::Shutdown {
+                        if let Some(running) = task.take() {
+                            manager.release_budget(end, &running.lease_id);
+                        }
+                        report.shutdowns += 1;
+                        let wake_at = manager.wake_time(end);
+                        manager.record_wake_alarm(wake_at);
+                        NodeState::Asleep { wake_at, saved: Box::new(manager.state()) }
+                    } else {
+                        NodeState::Running(manager)
+                    }
+                }
+            }
+            NodeState::Asleep { wake_at, saved } => {
+                if step.brownout {
+                    // Even the halted node's trickle could not be carried: the wake alarm is lost.
+                    report.brownout_events += 1;
+                    NodeState::BrownedOut { saved }
+                } else {
+                    NodeState::Asleep { wake_at, saved }
+                }
+            }
+            browned_out @ NodeState::BrownedOut { .. } => browned_out,
+        };
+    }
+    report.final_energy_wh = node.battery().stored_energy_wh();
+    report.forecaster_score = forecaster.score();
+    report.baseline_score = baseline.score();
+    if !report.min_estimated_soc_pct.is_finite() {
+        report.min_estimated_soc_pct = f64::NAN;
+    }
+    Ok(report)
+}
+
+fn validate(config: &YearConfig) -> Result<(), SimError> {
+    let parameter = |message: String| Err(SimError::Parameter(message));
+    if config.step_s <= 0 || DAY_S % config.step_s != 0 {
+        return parameter(format!("step must divide a day into whole steps, got {} s", config.step_s));
+    }
+    if config.days <= 0 {
+        return parameter(format!("days must be > 0, got {}", config.days));
+    }
+    if !(config.idle_w >= 0.0 && config.load_w >= config.idle_w) {
+        return parameter(format!(
+            "load ({} W) must be at least the idle draw ({} W) >= 0",
+            config.load_w, config.idle_w
+        ));
+    }
+    if !(config.halt_w >= 0.0 && config.halt_w.is_finite()) {
+        return parameter(format!("halt draw must be >= 0, got {} W", config.halt_w));
+    }
+    if !(0.0..=1.0).contains(&config.initial_soc) {
+        return parameter(format!("initial state of charge must be within 0..=1, got {}", config.initial_soc));
+    }
+    Ok(())
+}
+
+fn mode_index(mode: Mode) -> usize {
+    match mode {
+        Mode::Normal => 0,
+        Mode::Eco => 1,
+        Mode::Critical => 2,
+        Mode::Shutdown => 3,
+    }
+}
+
+/// The synthetic worker: finishes or abandons its task as the mode requires, asks for budget
+/// for a new one when allowed, and returns the compute power it draws this step.
+fn run_worker(
+    manager: &mut PowerManager,
+    task: &mut Option<Task>,
+    now: Timestamp,
+    mode: Mode,
+    full_compute_w: f64,
+    report: &mut YearReport,
+) -> f64 {
+    let compute_w = match mode {
+        Mode::Normal => full_compute_w,
+        Mode::Eco => full_compute_w * ECO_COMPUTE_SHARE,
+        Mode::Critical | Mode::Shutdown => 0.0,
+    };
+    if let Some(running) = task.take_if(|running| now >= running.ends_at || compute_w == 0.0) {
+        manager.release_budget(now, &running.lease_id);
+    }
+    if task.is_none() && compute_w > 0.0 {
+        let task_wh = compute_w * f64::from(TASK_S) / 3600.0;
+        match manager.request_budget(now, task_wh, TASK_S, "simulated compute task") {
+            Ok(lease) => {
+                report.tasks_granted += 1;
+                *task = Some(Task { lease_id: lease.id, ends_at: now + i64::from(TASK_S) });
+            }
+            Err(_) => report.tasks_refused += 1,
+        }
+    }
+    if task.is_some() { compute_w } else { 0.0 }
+}
+
+fn account(report: &mut YearReport, step: &NodeStep, step_h: f64) {
+    report.available_solar_wh += step.available_solar_w * step_h;
+    report.harvested_wh += step.measurement.solar_w * step_h;
+    report.curtailed_wh += step.curtailed_w * step_h;
+    report.consumed_wh += step.measurement.load_w * step_h;
+    report.battery_loss_wh += step.battery_loss_w * step_h;
+}
+
+fn finish_day(day: &DayAccumulator) -> DaySummary {
+    DaySummary { soc_pct: day.soc_pct.finish(), solar_w: day.solar_w.finish(), load_w: day.load_w.finish() }
+}
+
+impl fmt::Display for YearReport {
+    /// A table of the headline figures.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = &self.config;
+        let row = |f: &mut fmt::Formatter<'_>, label: &str, value: String| writeln!(f, "  {label:<38} {value:>14}");
+        writeln!(
+            f,
+            "{} days, {} W panel, {} Wh {:?} x{}, load {} W (idle {} W, halted {} W), step {} s",
+            config.days,
+            config.panel_w,
+            config.battery.capacity_wh,
+            config.battery.chemistry,
+            config.battery.cells_in_series,
+            config.load_w,
+            config.idle_w,
+            config.halt_w,
+            config.step_s
+        )?;
+        writeln!(f, "Modes")?;
+        for (mode, hours) in Mode::ALL.iter().zip(self.mode_hours) {
+            row(f, &format!("{mode} (h)"), format!("{hours:.1}"))?;
+        }
+        row(f, "downtime, asleep or browned out (h)", format!("{:.1}", self.downtime_hours))?;
+        row(f, "shutdowns", self.shutdowns.to_string())?;
+        row(f, "brownout events", self.brownout_events.to_string())?;
+        row(f, "brownout hours", format!("{:.1}", self.brownout_hours))?;
+        writeln!(f, "State of charge")?;
+        row(f, "minimum, true (%)", format!("{:.1}", self.min_true_soc_pct))?;
+        row(f, "minimum, estimated (%)", format!("{:.1}", self.min_estimated_soc_pct))?;
+        row(f, "largest estimation error (points)", format!("{:.1}", self.max_soc_error_pct))?;
+        writeln!(f, "Energy")?;
+        row(f, "compute tasks granted / refused", format!("{} / {}", self.tasks_granted, self.tasks_refused))?;
+        row(f, "compute energy (Wh)", format!("{:.0}", self.compute_wh))?;
+        row(f, "solar available (Wh)", format!("{:.0}", self.available_solar_wh))?;
+        row(f, "solar harvested (Wh)", format!("{:.0}", self.harvested_wh))?;
+        row(f, "solar curtailed, battery full (Wh)", format!("{:.0}", self.curtailed_wh))?;
+        row(f, "consumed by the node (Wh)", format!("{:.0}", self.consumed_wh))?;
+        row(f, "battery losses (Wh)", format!("{:.0}", self.battery_loss_wh))?;
+        row(f, "battery energy initial -> final (Wh)", format!("{:.1} -> {:.1}", self.initial_energy_wh, self.final_energy_wh))?;
+        row(f, "positive energy", if self.positive_energy() { "yes" } else { "NO" }.to_owned())?;
+        row(f, "energy balance error (Wh)", format!("{:.3}", self.energy_balance_error_wh()))?;
+        writeln!(f, "Day-ahead solar forecast at local midnight")?;
+        for (name, score) in [("pew-power Forecaster", self.forecaster_score), ("SlotAverage baseline", self.baseline_score)] {
+            row(f, &format!("{name}, MAPE (%)"), format!("{:.1} over {} d", score.mape_pct, score.days))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plot::render_svg;
+    use crate::weather::SiteName;
+
+    fn three_days(site: SiteName, config: YearConfig) -> YearReport {
+        let weather = Weather::site(site).expect("shipped weather parses");
+        simulate(&weather, &YearConfig { days: 3, ..config }).expect("valid configuration")
+    }
+
+    fn assert_physically_sane(report: &YearReport) {
+        let hours = report.config.days as f64 * 24.0;
+        let accounted_h: f64 = report.mode_hours.iter().sum::<f64>() + report.brownout_hours;
+        assert!((accounted_h - hours).abs() < 1e-6, "{accounted_h} h accounted of {hours}");
+        let error = report.energy_balance_error_wh();
+        assert!(error.abs() < 0.1, "energy balance off by {error} Wh");
+        assert!(report.harvested_wh <= report.available_solar_wh + 1e-9);
+        assert!(
+            (report.available_solar_wh - report.harvested_wh - report.curtailed_wh).abs() < 1e-6,
+            "available = harvested + curtailed"
+        );
+        assert!(report.battery_loss_wh > 0.0);
+        assert_eq!(report.days.len(), report.config.days as usize);
+        for day in &report.days {
+            for band in [day.soc_pct, day.solar_w, day.load_w] {
+                assert!(band.min <= band.mean + 1e-9 && band.mean <= band.max + 1e-9, "{band:?}");
+            }
+            assert!(day.soc_pct.min >= 0.0 && day.soc_pct.max <= 100.0);
+        }
+    }
+
+    #[test]
+    fn seed_node_in_greensboro_winter_keeps_running_and_closes_its_energy_balance() {
+        let report = three_days(SiteName::Greensboro, YearConfig::default());
+        assert_physically_sane(&report);
+        assert_eq!(report.brownout_events, 0);
+        assert!(report.tasks_granted > 0, "an 80 % battery must fund some compute");
+        let compute_w = report.config.load_w - report.config.idle_w;
+        let running_h: f64 = report.mode_hours[..2].iter().sum();
+        assert!(report.compute_wh > 0.0 && report.compute_wh <= compute_w * running_h + 1e-9);
+        // Idle draw alone over three days is a floor on what the node consumed.
+        assert!(report.consumed_wh >= report.config.idle_w * 72.0 - 1e-6);
+    }
+
+    #[test]
+    fn starved_node_sleeps_instead_of_browning_out() {
+        // A 20 Wh pack and a 3 W panel in an Alaskan January cannot carry a Pi for three days.
+        let config = YearConfig {
+            panel_w: 3.0,
+            battery: BatterySpec { capacity_wh: 20.0, ..BatterySpec::default() },
+            initial_soc: 0.5,
+            ..YearConfig::default()
+        };
+        let report = three_days(SiteName::SandPoint, config);
+        assert_physically_sane(&report);
+        assert!(report.shutdowns > 0);
+        assert!(report.downtime_hours > 0.0);
+        assert!(report.mode_hours[mode_index(Mode::Shutdown)] > 0.0);
+    }
+
+    #[test]
+    fn chart_of_a_run_is_small_and_has_three_panels() {
+        let report = three_days(SiteName::Greensboro, YearConfig::default());
+        let svg = render_svg(&report, "smoke <test>");
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 3);
+        assert_eq!(svg.matches("<polygon").count(), 3);
+        assert!(svg.contains("smoke &lt;test&gt;"));
+        assert!(svg.len() < 1_000_000);
+    }
+
+    #[test]
+    fn step_that_does_not_divide_a_day_is_rejected() {
+        let weather = Weather::site(SiteName::Greensboro).expect("shipped weather parses");
+        let config = YearConfig { step_s: 7, ..YearConfig::default() };
+        assert!(matches!(simulate(&weather, &config), Err(SimError::Parameter(_))));
+        let config = YearConfig { load_w: 1.0, ..YearConfig::default() };
+        assert!(matches!(simulate(&weather, &config), Err(SimError::Parameter(_))));
+    }
+}
