@@ -1,6 +1,8 @@
 //! Logging: to the journal when systemd started us (structured fields survive), to stderr
 //! otherwise (the dev node and tests). The level comes from `RUST_LOG`, defaulting to `info`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// Installs the global subscriber for `service`. Calling it twice is harmless (the second call
@@ -15,7 +17,12 @@ pub fn init(service: &str) {
     let result = match journal {
         Some(layer) => registry.with(layer).try_init(),
         None => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_target(false),
+            )
             .try_init(),
     };
     drop(result);

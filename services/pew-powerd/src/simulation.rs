@@ -46,6 +46,7 @@ pub struct Simulation {
     node: SimulatedNode,
     clock: SimClock,
     idle_w: f64,
+    site: (f64, f64),
     last: Option<Measurement>,
 }
 
@@ -55,10 +56,12 @@ impl Simulation {
         let weather = Weather::site(site).context("shipped weather file")?;
         let start = if config.start == 0 { now } else { config.start };
         let model = BatteryModel::new(battery.clone(), config.initial_soc);
+        let site = (weather.station().latitude, weather.station().longitude);
         Ok(Self {
             node: SimulatedNode::new(weather, PvPanel::new(panel_w), model, start),
             clock: SimClock::new(start, config.speed),
             idle_w: config.idle_w,
+            site,
             last: None,
         })
     }
@@ -69,8 +72,7 @@ impl Simulation {
 
     /// The weather site's coordinates, so the forecaster's sun matches the replayed one.
     pub fn site(&self) -> (f64, f64) {
-        let station = self.node.weather().station();
-        (station.latitude, station.longitude)
+        self.site
     }
 
     /// Runs the node up to the clock's now with the Pi drawing its idle power plus

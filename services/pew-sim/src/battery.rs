@@ -29,7 +29,10 @@ pub struct ChargeAcceptance {
 impl Default for ChargeAcceptance {
     /// A typical Li-ion charger: C/2 constant current, tapering from 85 %.
     fn default() -> Self {
-        Self { max_c_rate: 0.5, taper_start_soc: 0.85 }
+        Self {
+            max_c_rate: 0.5,
+            taper_start_soc: 0.85,
+        }
     }
 }
 
@@ -148,7 +151,10 @@ impl BatteryModel {
 
     /// Current the charger lets in at the present state of charge, A.
     fn acceptance_a(&self, dt_s: f64) -> f64 {
-        let ChargeAcceptance { max_c_rate, taper_start_soc } = self.acceptance;
+        let ChargeAcceptance {
+            max_c_rate,
+            taper_start_soc,
+        } = self.acceptance;
         let taper = ((1.0 - self.soc()) / (1.0 - taper_start_soc)).clamp(0.0, 1.0);
         let efficiency = self.spec.chemistry.coulombic_efficiency();
         // A long step must not carry the pack past full on the acceptance of its start.
@@ -161,16 +167,18 @@ impl BatteryModel {
         let resistance = self.spec.internal_resistance_ohm;
         let full_v = self.full_charge_v();
         // Current that would absorb all of the offered power: R·I² + OCV·I = P.
-        let unlimited_a = 2.0 * offered_w / (ocv + (ocv * ocv + 4.0 * resistance * offered_w).sqrt());
+        let unlimited_a =
+            2.0 * offered_w / (ocv + (ocv * ocv + 4.0 * resistance * offered_w).sqrt());
         let acceptance_a = self.acceptance_a(dt_s);
         let ohmic_v = ocv + unlimited_a * resistance;
-        let (current_a, terminal_v, absorbed_w) = if unlimited_a <= acceptance_a && ohmic_v <= full_v {
-            (unlimited_a, ohmic_v, offered_w)
-        } else {
-            // The charger regulates at its CV set point and the pack takes what it accepts.
-            let current_a = acceptance_a.min(offered_w / full_v);
-            (current_a, full_v, current_a * full_v)
-        };
+        let (current_a, terminal_v, absorbed_w) =
+            if unlimited_a <= acceptance_a && ohmic_v <= full_v {
+                (unlimited_a, ohmic_v, offered_w)
+            } else {
+                // The charger regulates at its CV set point and the pack takes what it accepts.
+                let current_a = acceptance_a.min(offered_w / full_v);
+                (current_a, full_v, current_a * full_v)
+            };
         let stored_ah = current_a * self.spec.chemistry.coulombic_efficiency() * dt_s / S_PER_H;
         let stored_w = self.advance_charge(stored_ah) * stored_ah * S_PER_H / dt_s;
         BatteryStep {
@@ -189,14 +197,20 @@ impl BatteryModel {
         // Current delivering the demand: OCV·I − R·I² = P; no real root means more than the
         // pack's maximum power OCV²/4R.
         let discriminant = ocv * ocv - 4.0 * resistance * demand_w;
-        let required_a = (discriminant >= 0.0).then(|| 2.0 * demand_w / (ocv + discriminant.sqrt()));
-        let Some(required_a) = required_a.filter(|&a| ocv - a * resistance >= self.cutoff_v()) else {
+        let required_a =
+            (discriminant >= 0.0).then(|| 2.0 * demand_w / (ocv + discriminant.sqrt()));
+        let Some(required_a) = required_a.filter(|&a| ocv - a * resistance >= self.cutoff_v())
+        else {
             return self.protection_trip(demand_w);
         };
         let terminal_v = ocv - required_a * resistance;
         let required_ah = required_a * dt_s / S_PER_H;
         // An empty pack delivers what is left, then the protection opens for the rest of the step.
-        let delivered_fraction = if required_ah > 0.0 { (self.charge_ah / required_ah).min(1.0) } else { 1.0 };
+        let delivered_fraction = if required_ah > 0.0 {
+            (self.charge_ah / required_ah).min(1.0)
+        } else {
+            1.0
+        };
         let drawn_ah = required_ah * delivered_fraction;
         let released_w = self.advance_charge(-drawn_ah) * drawn_ah * S_PER_H / dt_s;
         let delivered_w = demand_w * delivered_fraction;
@@ -211,7 +225,11 @@ impl BatteryModel {
     }
 
     fn protection_trip(&self, demand_w: f64) -> BatteryStep {
-        BatteryStep { unsupplied_w: demand_w, brownout: true, ..self.idle() }
+        BatteryStep {
+            unsupplied_w: demand_w,
+            brownout: true,
+            ..self.idle()
+        }
     }
 
     /// Moves `delta_ah` of charge into (positive) or out of the pack and returns the mean pack
@@ -270,7 +288,10 @@ mod tests {
         let efficiency = Chemistry::LiIon.coulombic_efficiency();
         // 10 W at ~3.85 V is 2.6 A; 2.6² × 0.03 Ω ≈ 0.2 W lost each way, ~2 %.
         let ratio = energy_out_wh / energy_in_wh;
-        assert!(ratio < efficiency, "round trip {ratio} beats η = {efficiency}");
+        assert!(
+            ratio < efficiency,
+            "round trip {ratio} beats η = {efficiency}"
+        );
         assert!(ratio > efficiency - 0.05, "round trip {ratio} too lossy");
     }
 
@@ -293,7 +314,10 @@ mod tests {
             }
         }
         let final_wh = pack.stored_energy_wh();
-        assert!((balance_wh - final_wh).abs() < 0.05, "ledger {balance_wh} vs pack {final_wh}");
+        assert!(
+            (balance_wh - final_wh).abs() < 0.05,
+            "ledger {balance_wh} vs pack {final_wh}"
+        );
         assert!(final_wh > initial_wh);
     }
 
@@ -306,9 +330,17 @@ mod tests {
             for net_w in [60.0, 25.0, 3.0, -2.7, -6.0, -20.0] {
                 for _ in 0..2000 {
                     let step = pack.step(300.0, net_w);
-                    assert!(step.terminal_v <= full_v + 1e-9, "{} V above CV set point", step.terminal_v);
+                    assert!(
+                        step.terminal_v <= full_v + 1e-9,
+                        "{} V above CV set point",
+                        step.terminal_v
+                    );
                     if !step.brownout {
-                        assert!(step.terminal_v >= cutoff_v, "{} V below cut-off", step.terminal_v);
+                        assert!(
+                            step.terminal_v >= cutoff_v,
+                            "{} V below cut-off",
+                            step.terminal_v
+                        );
                     }
                 }
             }
@@ -335,7 +367,10 @@ mod tests {
                 }
             }
             let tapered_at = tapered_at.expect("current fell below C/20");
-            assert!((0.97..1.0).contains(&tapered_at), "C/20 reached at SoC {tapered_at}");
+            assert!(
+                (0.97..1.0).contains(&tapered_at),
+                "C/20 reached at SoC {tapered_at}"
+            );
             assert!(pack.soc() <= 1.0);
         }
     }

@@ -32,8 +32,7 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let year_of_era = shifted_year - era * 400;
     let month_from_march = (i64::from(month) + 9) % 12;
     let day_of_shifted_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
-    let day_of_era =
-        year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_shifted_year;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_shifted_year;
     const DAYS_0000_03_01_TO_1970_01_01: i64 = 719_468;
     era * 146_097 + day_of_era - DAYS_0000_03_01_TO_1970_01_01
 }
@@ -85,7 +84,10 @@ mod tests {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         // 2000-03-01 is 11017 days after the epoch (2000 is a 400-year leap year).
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2024, 2, 29) + 1, days_from_civil(2024, 3, 1));
+        assert_eq!(
+            days_from_civil(2024, 2, 29) + 1,
+            days_from_civil(2024, 3, 1)
+        );
         assert_eq!(days_from_civil(1969, 12, 31), -1);
     }
 
@@ -120,8 +122,14 @@ mod tests {
     #[test]
     fn leap_day_replays_february_28_and_march_matches_a_common_year() {
         let at = |y, m, d| days_from_civil(y, m, d) * DAY_S + 12 * HOUR_S;
-        assert_eq!(typical_year_second(at(2024, 2, 29)), typical_year_second(at(2024, 2, 28)));
-        assert_eq!(typical_year_second(at(2024, 3, 1)), typical_year_second(at(2025, 3, 1)));
+        assert_eq!(
+            typical_year_second(at(2024, 2, 29)),
+            typical_year_second(at(2024, 2, 28))
+        );
+        assert_eq!(
+            typical_year_second(at(2024, 3, 1)),
+            typical_year_second(at(2025, 3, 1))
+        );
         assert_eq!(
             typical_year_second(at(2024, 12, 31)),
             (TYPICAL_YEAR_DAYS - 1) * DAY_S + 12 * HOUR_S

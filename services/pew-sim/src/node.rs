@@ -41,7 +41,12 @@ pub struct SimulatedNode {
 impl SimulatedNode {
     /// A node whose simulation starts at `start`.
     pub fn new(weather: Weather, panel: PvPanel, battery: BatteryModel, start: Timestamp) -> Self {
-        Self { weather, panel, battery, clock: start }
+        Self {
+            weather,
+            panel,
+            battery,
+            clock: start,
+        }
     }
 
     /// End of the last simulated step (the start time before the first).
@@ -52,11 +57,6 @@ impl SimulatedNode {
     /// The battery, with its true state of charge.
     pub fn battery(&self) -> &BatteryModel {
         &self.battery
-    }
-
-    /// The weather the node is exposed to.
-    pub fn weather(&self) -> &Weather {
-        &self.weather
     }
 
     /// Simulates the interval `now .. now + dt_s` with the Pi drawing `load_w`; the solar
@@ -121,13 +121,19 @@ mod tests {
         let noon = june_noon_utc();
         let mut node = greensboro_node(0.5, noon);
         let step = node.step(noon, 300, 3.0);
-        assert!(step.available_solar_w > 3.0, "June noon in Greensboro should beat 3 W");
+        assert!(
+            step.available_solar_w > 3.0,
+            "June noon in Greensboro should beat 3 W"
+        );
         assert!(step.measurement.battery_a > 0.0);
         assert_eq!(step.curtailed_w, 0.0);
 
         let mut full = greensboro_node(1.0, noon);
         let step = full.step(noon, 300, 3.0);
-        assert!((step.measurement.solar_w - 3.0).abs() < 1e-9, "only the load is harvested");
+        assert!(
+            (step.measurement.solar_w - 3.0).abs() < 1e-9,
+            "only the load is harvested"
+        );
         assert!((step.curtailed_w - (step.available_solar_w - 3.0)).abs() < 1e-9);
     }
 

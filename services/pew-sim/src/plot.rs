@@ -12,7 +12,9 @@ const RIGHT: f64 = 20.0;
 const FIRST_PANEL_TOP: f64 = 80.0;
 const PANEL_HEIGHT: f64 = 180.0;
 const PANEL_GAP: f64 = 45.0;
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// One panel of the chart.
 struct Panel {
@@ -33,24 +35,46 @@ impl Axis {
     fn covering(value: f64) -> Self {
         let step = nice_ceiling(value / 5.0);
         let steps = (value / step).ceil().max(1.0);
-        Self { max: steps * step, step }
+        Self {
+            max: steps * step,
+            step,
+        }
     }
 }
 
 /// Renders the chart, headed by `title`.
 pub fn render_svg(report: &YearReport, title: &str) -> String {
-    let max_of = |band: fn(&DaySummary) -> Band| report.days.iter().map(|day| band(day).max).fold(0.0, f64::max);
+    let max_of = |band: fn(&DaySummary) -> Band| {
+        report
+            .days
+            .iter()
+            .map(|day| band(day).max)
+            .fold(0.0, f64::max)
+    };
     let solar = |day: &DaySummary| day.solar_w;
     let load = |day: &DaySummary| day.load_w;
     let panels = [
         Panel {
             label: "State of charge, true (%)",
             color: "#2e7d32",
-            axis: Axis { max: 100.0, step: 25.0 },
+            axis: Axis {
+                max: 100.0,
+                step: 25.0,
+            },
             band: |day| day.soc_pct,
         },
-        Panel { label: "Solar harvested (W)", color: "#ef8f00", axis: Axis::covering(max_of(solar)), band: solar },
-        Panel { label: "Load supplied (W)", color: "#1565c0", axis: Axis::covering(max_of(load)), band: load },
+        Panel {
+            label: "Solar harvested (W)",
+            color: "#ef8f00",
+            axis: Axis::covering(max_of(solar)),
+            band: solar,
+        },
+        Panel {
+            label: "Load supplied (W)",
+            color: "#1565c0",
+            axis: Axis::covering(max_of(load)),
+            band: load,
+        },
     ];
     let height = FIRST_PANEL_TOP + panels.len() as f64 * (PANEL_HEIGHT + PANEL_GAP) + 10.0;
 
@@ -61,7 +85,11 @@ pub fn render_svg(report: &YearReport, title: &str) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(svg, r#"<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{}</text>"#, escape(title));
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{}</text>"#,
+        escape(title)
+    );
     draw_legend(&mut svg, &panels);
     for (index, panel) in panels.iter().enumerate() {
         let top = FIRST_PANEL_TOP + index as f64 * (PANEL_HEIGHT + PANEL_GAP);
@@ -102,7 +130,12 @@ fn draw_panel(svg: &mut String, panel: &Panel, days: &[DaySummary], top: f64) {
     let x_of = |day: f64| LEFT + day / day_count * plot_width;
     let y_of = |value: f64| bottom - (value / panel.axis.max).clamp(0.0, 1.0) * PANEL_HEIGHT;
 
-    let _ = writeln!(svg, r#"<text x="{LEFT}" y="{}" font-weight="bold">{}</text>"#, top - 8.0, escape(panel.label));
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="{}" font-weight="bold">{}</text>"#,
+        top - 8.0,
+        escape(panel.label)
+    );
     // Horizontal grid and y labels at every tick.
     let ticks = (panel.axis.max / panel.axis.step).round() as u32;
     for tick in 0..=ticks {
@@ -188,7 +221,9 @@ fn format_tick(value: f64) -> String {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -212,7 +247,7 @@ mod tests {
         let axis = Axis::covering(5.0);
         assert_eq!((axis.max, axis.step), (5.0, 1.0));
         let axis = Axis::covering(0.3);
-        assert_eq!((axis.max, axis.step), (0.3, 0.1));
+        assert!((axis.max - 0.3).abs() < 1e-12 && (axis.step - 0.1).abs() < 1e-12);
     }
 
     #[test]

@@ -74,9 +74,10 @@ pub fn parse_tmy3(text: &str) -> Result<(Station, Vec<Tmy3Hour>), Tmy3Error> {
         if line.trim().is_empty() {
             continue;
         }
-        let hour = columns
-            .read_row(line)
-            .map_err(|reason| Tmy3Error::BadRow { line: line_number, reason })?;
+        let hour = columns.read_row(line).map_err(|reason| Tmy3Error::BadRow {
+            line: line_number,
+            reason,
+        })?;
         hours.push(hour);
     }
     Ok((station, hours))
@@ -93,7 +94,10 @@ pub fn to_utc_year(station: Station, rows: &[Tmy3Hour]) -> Result<WeatherTable, 
     let mut observed = vec![None; TYPICAL_YEAR_HOURS];
     for row in rows {
         let day = typical_day_of_year(row.month, row.day).ok_or_else(|| {
-            Tmy3Error::IncompleteYear(format!("{:02}/{:02} is not a day of a 365-day year", row.month, row.day))
+            Tmy3Error::IncompleteYear(format!(
+                "{:02}/{:02} is not a day of a 365-day year",
+                row.month, row.day
+            ))
         })?;
         if !(1..=24).contains(&row.hour_ending) {
             return Err(Tmy3Error::IncompleteYear(format!(
@@ -116,9 +120,12 @@ pub fn to_utc_year(station: Station, rows: &[Tmy3Hour]) -> Result<WeatherTable, 
         .into_iter()
         .zip(observed)
         .map(|pair| match pair {
-            (Some(ghi_w_m2), Some((temp_c, rh_pct, pressure_hpa))) => {
-                Ok(Conditions { ghi_w_m2, temp_c, rh_pct, pressure_hpa })
-            }
+            (Some(ghi_w_m2), Some((temp_c, rh_pct, pressure_hpa))) => Ok(Conditions {
+                ghi_w_m2,
+                temp_c,
+                rh_pct,
+                pressure_hpa,
+            }),
             _ => Err(()),
         })
         .collect::<Result<Vec<_>, ()>>()
@@ -140,7 +147,10 @@ pub fn convert(text: &str) -> Result<WeatherTable, Tmy3Error> {
 fn parse_station(line: &str) -> Result<Station, Tmy3Error> {
     let fields = split_quoted(line);
     let [id, name, state, tz, latitude, longitude, elevation] = &fields[..] else {
-        return Err(Tmy3Error::BadStation(format!("expected 7 fields, found {}", fields.len())));
+        return Err(Tmy3Error::BadStation(format!(
+            "expected 7 fields, found {}",
+            fields.len()
+        )));
     };
     let number = |what: &str, text: &str| {
         text.parse::<f64>()
@@ -151,7 +161,9 @@ fn parse_station(line: &str) -> Result<Station, Tmy3Error> {
     let tz_hours = number("time zone", tz)?;
     // Whole-hour offsets keep hourly rows on UTC hour boundaries; every TMY3 station has one.
     if tz_hours.fract() != 0.0 || tz_hours.abs() > 14.0 {
-        return Err(Tmy3Error::BadStation(format!("time zone {tz_hours} is not a whole-hour UTC offset")));
+        return Err(Tmy3Error::BadStation(format!(
+            "time zone {tz_hours} is not a whole-hour UTC offset"
+        )));
     }
     Ok(Station {
         id: id.clone(),
@@ -194,7 +206,10 @@ impl ColumnIndices {
     fn locate(header: &str) -> Result<Self, Tmy3Error> {
         let names: Vec<&str> = header.split(',').map(str::trim).collect();
         let find = |wanted: &'static str| {
-            names.iter().position(|name| *name == wanted).ok_or(Tmy3Error::MissingColumn(wanted))
+            names
+                .iter()
+                .position(|name| *name == wanted)
+                .ok_or(Tmy3Error::MissingColumn(wanted))
         };
         Ok(Self {
             date: find(DATE_COLUMN)?,
@@ -209,15 +224,22 @@ impl ColumnIndices {
     fn read_row(&self, line: &str) -> Result<Tmy3Hour, String> {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         let field = |index: usize| {
-            fields.get(index).copied().ok_or_else(|| format!("only {} fields", fields.len()))
+            fields
+                .get(index)
+                .copied()
+                .ok_or_else(|| format!("only {} fields", fields.len()))
         };
         let number = |index: usize, name: &str, (low, high): (f64, f64)| -> Result<f64, String> {
             let text = field(index)?;
-            let value: f64 = text.parse().map_err(|_| format!("{name} {text:?} is not a number"))?;
+            let value: f64 = text
+                .parse()
+                .map_err(|_| format!("{name} {text:?} is not a number"))?;
             if (low..=high).contains(&value) {
                 Ok(value)
             } else {
-                Err(format!("{name} {value} outside {low}..={high} (missing data?)"))
+                Err(format!(
+                    "{name} {value} outside {low}..={high} (missing data?)"
+                ))
             }
         };
         let (month, day) = parse_date(field(self.date)?)?;
@@ -245,7 +267,9 @@ fn parse_date(text: &str) -> Result<(u32, u32), String> {
 /// `HH:MM` with `MM` = 00 → the hour-ending HH.
 fn parse_hour_ending(text: &str) -> Result<u32, String> {
     match text.split_once(':') {
-        Some((hour, "00")) => hour.parse().map_err(|_| format!("time {text:?} is not HH:00")),
+        Some((hour, "00")) => hour
+            .parse()
+            .map_err(|_| format!("time {text:?} is not HH:00")),
         _ => Err(format!("time {text:?} is not HH:00")),
     }
 }
@@ -279,7 +303,10 @@ Date (MM/DD/YYYY),Time (HH:MM),ETR (W/m^2),ETRN (W/m^2),GHI (W/m^2),GHI source,G
         assert_eq!(station.name, "GREENSBORO PIEDMONT TRIAD INT");
         assert_eq!(station.state, "NC");
         assert_eq!(station.utc_offset_h, -5);
-        assert_eq!((station.latitude, station.longitude, station.elevation_m), (36.1, -79.95, 273.0));
+        assert_eq!(
+            (station.latitude, station.longitude, station.elevation_m),
+            (36.1, -79.95, 273.0)
+        );
     }
 
     #[test]
@@ -298,27 +325,42 @@ Date (MM/DD/YYYY),Time (HH:MM),ETR (W/m^2),ETRN (W/m^2),GHI (W/m^2),GHI source,G
                 pressure_hpa: 993.0
             }
         );
-        assert_eq!((rows[2].month, rows[2].day, rows[2].hour_ending), (12, 31, 24));
-        assert_eq!((rows[2].temp_c, rows[2].rh_pct, rows[2].pressure_hpa), (2.2, 89.0, 980.0));
+        assert_eq!(
+            (rows[2].month, rows[2].day, rows[2].hour_ending),
+            (12, 31, 24)
+        );
+        assert_eq!(
+            (rows[2].temp_c, rows[2].rh_pct, rows[2].pressure_hpa),
+            (2.2, 89.0, 980.0)
+        );
     }
 
     #[test]
     fn sand_point_row_with_missing_precipitation_still_parses() {
         let (station, rows) = parse_tmy3(SAND_POINT_EXCERPT).expect("row parses");
         assert_eq!(station.utc_offset_h, -9);
-        assert_eq!((rows[0].ghi_w_m2, rows[0].temp_c, rows[0].rh_pct), (198.0, 8.3, 89.0));
+        assert_eq!(
+            (rows[0].ghi_w_m2, rows[0].temp_c, rows[0].rh_pct),
+            (198.0, 8.3, 89.0)
+        );
     }
 
     #[test]
     fn missing_marker_in_a_required_column_is_rejected_with_its_line() {
         let text = SAND_POINT_EXCERPT.replace("1120,1322,198,", "1120,1322,-9900,");
-        assert!(matches!(parse_tmy3(&text), Err(Tmy3Error::BadRow { line: 3, .. })));
+        assert!(matches!(
+            parse_tmy3(&text),
+            Err(Tmy3Error::BadRow { line: 3, .. })
+        ));
     }
 
     #[test]
     fn missing_column_is_named() {
         let text = GREENSBORO_EXCERPT.replace("RHum (%)", "RH (%)");
-        assert_eq!(parse_tmy3(&text).err(), Some(Tmy3Error::MissingColumn(RH_COLUMN)));
+        assert_eq!(
+            parse_tmy3(&text).err(),
+            Some(Tmy3Error::MissingColumn(RH_COLUMN))
+        );
     }
 
     fn synthetic_year() -> Vec<Tmy3Hour> {
@@ -367,7 +409,10 @@ Date (MM/DD/YYYY),Time (HH:MM),ETR (W/m^2),ETRN (W/m^2),GHI (W/m^2),GHI source,G
     fn duplicate_and_missing_hours_are_rejected() {
         let mut rows = synthetic_year();
         rows[1].hour_ending = 1;
-        assert!(matches!(to_utc_year(station_at_offset(-5), &rows), Err(Tmy3Error::IncompleteYear(_))));
+        assert!(matches!(
+            to_utc_year(station_at_offset(-5), &rows),
+            Err(Tmy3Error::IncompleteYear(_))
+        ));
         let rows = synthetic_year();
         assert!(matches!(
             to_utc_year(station_at_offset(-5), &rows[..rows.len() - 1]),

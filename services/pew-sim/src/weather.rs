@@ -122,7 +122,10 @@ impl Weather {
         let second = typical_year_second(t);
         let observed = self.interpolate(second, Anchor::HourStart);
         let irradiance = self.interpolate(second, Anchor::HourMiddle);
-        Conditions { ghi_w_m2: irradiance.ghi_w_m2, ..observed }
+        Conditions {
+            ghi_w_m2: irradiance.ghi_w_m2,
+            ..observed
+        }
     }
 
     fn interpolate(&self, second_of_year: i64, anchor: Anchor) -> Conditions {
@@ -171,10 +174,16 @@ mod tests {
     fn shipped_files_carry_station_coordinates_and_offsets() {
         let greensboro = weather(SiteName::Greensboro);
         let station = greensboro.station();
-        assert_eq!((station.latitude, station.longitude, station.utc_offset_h), (36.1, -79.95, -5));
+        assert_eq!(
+            (station.latitude, station.longitude, station.utc_offset_h),
+            (36.1, -79.95, -5)
+        );
         let sand_point = weather(SiteName::SandPoint);
         let station = sand_point.station();
-        assert_eq!((station.latitude, station.longitude, station.utc_offset_h), (55.317, -160.517, -9));
+        assert_eq!(
+            (station.latitude, station.longitude, station.utc_offset_h),
+            (55.317, -160.517, -9)
+        );
     }
 
     /// Mean daily irradiation of a month, kWh/m², integrated from `at` in 5-minute steps.
@@ -200,13 +209,17 @@ mod tests {
         ];
         for (site, month, days, expected) in cases {
             let mean = monthly_mean_kwh_m2(&weather(site), month, days);
-            assert!((mean - expected).abs() < 0.03, "{site} month {month}: {mean:.3} vs {expected}");
+            assert!(
+                (mean - expected).abs() < 0.03,
+                "{site} month {month}: {mean:.3} vs {expected}"
+            );
         }
     }
 
     #[test]
     fn greensboro_sun_peaks_near_local_solar_noon_not_at_utc_noon() {
-        // Solar noon at −79.95° is about 17:20 UTC; a mis-applied offset would move the peak by hours.
+        // Solar noon at −79.95° is about 17:20 UTC; a mis-applied UTC offset would move the
+        // peak by hours.
         let weather = weather(SiteName::Greensboro);
         let day = utc(2025, 6, 1, 0, 0);
         let (mut best_ghi, mut best_minute) = (0.0, 0);
@@ -218,8 +231,15 @@ mod tests {
                 (best_ghi, best_minute) = (ghi, minute);
             }
         }
-        assert!((15 * 60..=19 * 60).contains(&best_minute), "peak at {best_minute} min UTC");
-        assert_eq!(weather.at(utc(2025, 6, 15, 8, 0)).ghi_w_m2, 0.0, "03:00 local is night");
+        assert!(
+            (15 * 60..=19 * 60).contains(&best_minute),
+            "peak at {best_minute} min UTC"
+        );
+        assert_eq!(
+            weather.at(utc(2025, 6, 15, 8, 0)).ghi_w_m2,
+            0.0,
+            "03:00 local is night"
+        );
     }
 
     #[test]
@@ -243,13 +263,22 @@ mod tests {
         let first = weather.table.hours[0];
         let at = weather.at(utc(2025, 12, 31, 23, 30));
         assert!((at.temp_c - (last.temp_c + first.temp_c) / 2.0).abs() < 1e-9);
-        assert_eq!(weather.at(utc(2026, 1, 1, 0, 0)), weather.at(utc(2030, 1, 1, 0, 0)));
+        assert_eq!(
+            weather.at(utc(2026, 1, 1, 0, 0)),
+            weather.at(utc(2030, 1, 1, 0, 0))
+        );
     }
 
     #[test]
     fn leap_day_replays_february_28() {
         let weather = weather(SiteName::Greensboro);
-        assert_eq!(weather.at(utc(2024, 2, 29, 17, 10)), weather.at(utc(2025, 2, 28, 17, 10)));
-        assert_eq!(weather.at(utc(2024, 3, 1, 17, 10)), weather.at(utc(2025, 3, 1, 17, 10)));
+        assert_eq!(
+            weather.at(utc(2024, 2, 29, 17, 10)),
+            weather.at(utc(2025, 2, 28, 17, 10))
+        );
+        assert_eq!(
+            weather.at(utc(2024, 3, 1, 17, 10)),
+            weather.at(utc(2025, 3, 1, 17, 10))
+        );
     }
 }

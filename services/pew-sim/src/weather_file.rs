@@ -136,7 +136,9 @@ pub fn parse(text: &str) -> Result<WeatherTable, WeatherFileError> {
     let mut lines = text.lines().enumerate();
     let columns = loop {
         let Some((_, line)) = lines.next() else {
-            return Err(WeatherFileError::BadColumns { found: String::new() });
+            return Err(WeatherFileError::BadColumns {
+                found: String::new(),
+            });
         };
         match line.strip_prefix('#') {
             Some(comment) => {
@@ -148,11 +150,16 @@ pub fn parse(text: &str) -> Result<WeatherTable, WeatherFileError> {
         }
     };
     if columns != COLUMNS {
-        return Err(WeatherFileError::BadColumns { found: columns.to_owned() });
+        return Err(WeatherFileError::BadColumns {
+            found: columns.to_owned(),
+        });
     }
 
     let text_of = |key: &'static str| {
-        header.get(key).cloned().ok_or(WeatherFileError::MissingHeader(key))
+        header
+            .get(key)
+            .cloned()
+            .ok_or(WeatherFileError::MissingHeader(key))
     };
     let number_of = |key: &'static str| -> Result<f64, WeatherFileError> {
         let value = text_of(key)?;
@@ -164,7 +171,10 @@ pub fn parse(text: &str) -> Result<WeatherTable, WeatherFileError> {
     let offset_text = text_of("utc_offset_h")?;
     let utc_offset_h = offset_text
         .parse::<i32>()
-        .map_err(|_| WeatherFileError::BadHeader { key: "utc_offset_h", value: offset_text })?;
+        .map_err(|_| WeatherFileError::BadHeader {
+            key: "utc_offset_h",
+            value: offset_text,
+        })?;
     let station = Station {
         id: text_of("station_id")?,
         name: text_of("station_name")?,
@@ -181,8 +191,10 @@ pub fn parse(text: &str) -> Result<WeatherTable, WeatherFileError> {
             continue;
         }
         let line_number = index + 1;
-        let record = parse_row(line, hours.len())
-            .map_err(|reason| WeatherFileError::BadRow { line: line_number, reason })?;
+        let record = parse_row(line, hours.len()).map_err(|reason| WeatherFileError::BadRow {
+            line: line_number,
+            reason,
+        })?;
         hours.push(record);
     }
     if hours.len() != TYPICAL_YEAR_HOURS {
@@ -197,7 +209,9 @@ fn parse_row(line: &str, expected_hour: usize) -> Result<Conditions, String> {
         return Err(format!("expected 5 fields, found {}", fields.len()));
     };
     if hour.parse::<usize>().ok() != Some(expected_hour) {
-        return Err(format!("hour {hour:?} out of sequence, expected {expected_hour}"));
+        return Err(format!(
+            "hour {hour:?} out of sequence, expected {expected_hour}"
+        ));
     }
     let number = |name: &str, text: &str| -> Result<f64, String> {
         text.parse::<f64>()
@@ -256,7 +270,10 @@ mod tests {
         let table = sample_table();
         let text = render(&table, &sample_provenance());
         // Compared whole rather than with assert_eq! to keep a failure message readable.
-        assert!(parse(&text) == Ok(table), "values changed in the round trip");
+        assert!(
+            parse(&text) == Ok(table),
+            "values changed in the round trip"
+        );
     }
 
     #[test]
@@ -271,7 +288,10 @@ mod tests {
     #[test]
     fn missing_station_metadata_is_reported_by_key() {
         let text = render(&sample_table(), &sample_provenance()).replace("# latitude:", "# lat:");
-        assert_eq!(parse(&text), Err(WeatherFileError::MissingHeader("latitude")));
+        assert_eq!(
+            parse(&text),
+            Err(WeatherFileError::MissingHeader("latitude"))
+        );
     }
 
     #[test]
@@ -280,21 +300,34 @@ mod tests {
             .replace("# utc_offset_h: -9", "# utc_offset_h: -9.5");
         assert!(matches!(
             parse(&text),
-            Err(WeatherFileError::BadHeader { key: "utc_offset_h", .. })
+            Err(WeatherFileError::BadHeader {
+                key: "utc_offset_h",
+                ..
+            })
         ));
     }
 
     #[test]
     fn truncated_year_is_rejected() {
         let text = render(&sample_table(), &sample_provenance());
-        let truncated: String = text.lines().take(100).map(|line| format!("{line}\n")).collect();
-        assert!(matches!(parse(&truncated), Err(WeatherFileError::WrongLength { .. })));
+        let truncated: String = text
+            .lines()
+            .take(100)
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert!(matches!(
+            parse(&truncated),
+            Err(WeatherFileError::WrongLength { .. })
+        ));
     }
 
     #[test]
     fn out_of_sequence_and_non_numeric_rows_name_their_line() {
         let text = render(&sample_table(), &sample_provenance());
-        let columns_line = text.lines().position(|line| line == COLUMNS).unwrap_or_default();
+        let columns_line = text
+            .lines()
+            .position(|line| line == COLUMNS)
+            .unwrap_or_default();
         let swapped = text.replacen("\n1,", "\n7,", 1);
         assert_eq!(
             parse(&swapped).err().map(|e| e.to_string()),
@@ -304,6 +337,9 @@ mod tests {
             ))
         );
         let garbled = text.replacen("\n0,0,", "\n0,n/a,", 1);
-        assert!(matches!(parse(&garbled), Err(WeatherFileError::BadRow { .. })));
+        assert!(matches!(
+            parse(&garbled),
+            Err(WeatherFileError::BadRow { .. })
+        ));
     }
 }

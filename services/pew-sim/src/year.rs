@@ -12,9 +12,9 @@
 use std::fmt;
 
 use pew_power::Timestamp;
-use pew_power::chemistry::{BatterySpec, ConfigError};
-use pew_power::forecast::{ForecastConfig, Forecaster, SlotAverage, SolarPredictor};
-use pew_power::manager::{PowerConfig, PowerManager, PowerState};
+use pew_power::chemistry::{BatterySpec, Chemistry, ConfigError};
+use pew_power::forecast::{Forecaster, SlotAverage, SolarPredictor};
+use pew_power::manager::{Policy, PowerConfig, PowerManager, PowerState, SolarConfig};
 use pew_power::mode::Mode;
 use pew_power::solar::Site;
 
@@ -122,8 +122,8 @@ pub struct ForecastScore {
 pub struct YearReport {
     /// The simulated configuration.
     pub config: YearConfig,
-    /// Hours the node spent running in each mode, in [`Mode::ALL`] order (Shutdown counts the
-    /// time asleep).
+    /// Hours spent in each mode, in [`Mode::ALL`] order. Shutdown counts the time asleep plus
+    /// the boot checks that found the battery still too low.
     pub mode_hours: [f64; 4],
     /// Hours the node was off: asleep or browned out.
     pub downtime_hours: f64,
@@ -181,6 +181,39 @@ impl YearReport {
     pub fn positive_energy(&self) -> bool {
         self.final_energy_wh >= self.initial_energy_wh
     }
+
+    /// A report with nothing counted yet for a run starting with `node`.
+    fn empty(config: YearConfig, node: &SimulatedNode) -> Self {
+        let initial_energy_wh = node.battery().stored_energy_wh();
+        let unscored = ForecastScore {
+            mape_pct: f64::NAN,
+            days: 0,
+        };
+        Self {
+            days: Vec::with_capacity(usize::try_from(config.days).unwrap_or_default()),
+            config,
+            mode_hours: [0.0; 4],
+            downtime_hours: 0.0,
+            shutdowns: 0,
+            brownout_events: 0,
+            brownout_hours: 0.0,
+            min_true_soc_pct: node.battery().soc() * 100.0,
+            min_estimated_soc_pct: f64::INFINITY,
+            max_soc_error_pct: 0.0,
+            tasks_granted: 0,
+            tasks_refused: 0,
+            compute_wh: 0.0,
+            available_solar_wh: 0.0,
+            harvested_wh: 0.0,
+            curtailed_wh: 0.0,
+            consumed_wh: 0.0,
+            battery_loss_wh: 0.0,
+            initial_energy_wh,
+            final_energy_wh: initial_energy_wh,
+            forecaster_score: unscored,
+            baseline_score: unscored,
+        }
+    }
 }
 
 /// What the Pi is doing.
@@ -188,15 +221,80 @@ enum NodeState {
     /// Powered and managed.
     Running(Box<PowerManager>),
     /// Halted by the manager; the RTC wakes it at `wake_at`.
-    Asleep { wake_at: Timestamp, saved: Box<PowerState> },
+    Asleep {
+        wake_at: Timestamp,
+        saved: Box<PowerState>,
+    },
     /// The battery protection cut the power.
     BrownedOut { saved: Box<PowerState> },
+}
+
+/// The synthetic worker: one 30-minute compute task at a time, each under a lease.
+struct Worker {
+    /// Compute power on top of idle at full speed, W.
+    full_compute_w: f64,
+    task: Option<Task>,
+    granted: u32,
+    refused: u32,
 }
 
 /// A compute task holding a lease.
 struct Task {
     lease_id: String,
     ends_at: Timestamp,
+}
+
+impl Worker {
+    fn new(full_compute_w: f64) -> Self {
+        Self {
+            full_compute_w,
+            task: None,
+            granted: 0,
+            refused: 0,
+        }
+    }
+
+    /// Finishes or abandons the task as the mode requires, asks for budget for a new one when
+    /// allowed, and returns the compute power drawn this step, W.
+    fn run(&mut self, manager: &mut PowerManager, now: Timestamp) -> f64 {
+        let compute_w = match manager.mode() {
+            Mode::Normal => self.full_compute_w,
+            Mode::Eco => self.full_compute_w * ECO_COMPUTE_SHARE,
+            Mode::Critical | Mode::Shutdown => 0.0,
+        };
+        if let Some(task) = self
+            .task
+            .take_if(|task| now >= task.ends_at || compute_w == 0.0)
+        {
+            manager.release_budget(now, &task.lease_id);
+        }
+        if self.task.is_none() && compute_w > 0.0 {
+            let task_wh = compute_w * f64::from(TASK_S) / 3600.0;
+            match manager.request_budget(now, task_wh, TASK_S, "simulated compute task") {
+                Ok(lease) => {
+                    self.granted += 1;
+                    self.task = Some(Task {
+                        lease_id: lease.id,
+                        ends_at: now + i64::from(TASK_S),
+                    });
+                }
+                Err(_) => self.refused += 1,
+            }
+        }
+        if self.task.is_some() { compute_w } else { 0.0 }
+    }
+
+    /// Stops the task before a graceful halt, returning its lease.
+    fn stop(&mut self, manager: &mut PowerManager, now: Timestamp) {
+        if let Some(task) = self.task.take() {
+            manager.release_budget(now, &task.lease_id);
+        }
+    }
+
+    /// Forgets the task after a power loss: its lease is never released and expires.
+    fn lose(&mut self) {
+        self.task = None;
+    }
 }
 
 /// Accumulates one day's min/mean/max.
@@ -220,16 +318,39 @@ impl BandAccumulator {
     }
 
     fn finish(&self) -> Band {
-        let mean = if self.count > 0 { self.sum / f64::from(self.count) } else { 0.0 };
-        Band { min: self.min, mean, max: self.max }
+        let mean = if self.count > 0 {
+            self.sum / f64::from(self.count)
+        } else {
+            0.0
+        };
+        Band {
+            min: self.min,
+            mean,
+            max: self.max,
+        }
     }
 }
 
+/// The day in progress.
 #[derive(Default)]
-struct DayAccumulator {
+struct Day {
     soc_pct: BandAccumulator,
     solar_w: BandAccumulator,
     load_w: BandAccumulator,
+    /// Energy the panel could deliver today, Wh.
+    potential_wh: f64,
+    /// Day-ahead forecasts made at midnight: pew-power's, the baseline's, Wh.
+    forecast_wh: (f64, f64),
+}
+
+impl Day {
+    fn summary(&self) -> DaySummary {
+        DaySummary {
+            soc_pct: self.soc_pct.finish(),
+            solar_w: self.solar_w.finish(),
+            load_w: self.load_w.finish(),
+        }
+    }
 }
 
 /// Absolute percentage errors of one predictor's day-ahead forecasts.
@@ -240,195 +361,283 @@ struct ForecastJudge<P> {
 
 impl<P: SolarPredictor> ForecastJudge<P> {
     fn new(predictor: P) -> Self {
-        Self { predictor, errors: Vec::new() }
+        Self {
+            predictor,
+            errors: Vec::new(),
+        }
     }
 
     fn day_ahead_wh(&self, midnight: Timestamp) -> f64 {
-        self.predictor.forecast(midnight, DAY_S).iter().map(|slot| slot.wh).sum()
+        self.predictor
+            .forecast(midnight, DAY_S)
+            .iter()
+            .map(|slot| slot.wh)
+            .sum()
+    }
+
+    fn judge(&mut self, forecast_wh: f64, actual_wh: f64) {
+        self.errors
+            .push((forecast_wh - actual_wh).abs() / actual_wh);
     }
 
     fn score(&self) -> ForecastScore {
         let days = self.errors.len();
-        let mape_pct = if days > 0 { self.errors.iter().sum::<f64>() / days as f64 * 100.0 } else { f64::NAN };
+        let mape_pct = if days > 0 {
+            self.errors.iter().sum::<f64>() / days as f64 * 100.0
+        } else {
+            f64::NAN
+        };
         ForecastScore { mape_pct, days }
     }
 }
 
 /// Runs the simulation of `config` against `weather`.
 pub fn simulate(weather: &Weather, config: &YearConfig) -> Result<YearReport, SimError> {
-    validate(config)?;
-    let station = weather.station();
-    let site = Site { latitude: station.latitude, longitude: station.longitude };
-    let mut power_config = PowerConfig::default();
-    power_config.battery = config.battery.clone();
-    power_config.solar.latitude = site.latitude;
-    power_config.solar.longitude = site.longitude;
-    power_config.solar.panel_w = config.panel_w;
-    power_config.policy.essential_load_w = config.idle_w;
-    power_config.policy.sleep_load_w = config.halt_w;
-    power_config.validate()?;
-
-    // Local standard midnight of January 1, so simulated days are the site's days.
-    let start = days_from_civil(SIM_YEAR, 1, 1) * DAY_S - i64::from(station.utc_offset_h) * HOUR_S;
+    let mut simulation = Simulation::new(weather, config)?;
     let steps_per_day = DAY_S / config.step_s;
-    let step_h = config.step_s as f64 / 3600.0;
-    let compute_w = config.load_w - config.idle_w;
-    let battery = BatteryModel::new(config.battery.clone(), config.initial_soc);
-    let mut node = SimulatedNode::new(weather.clone(), PvPanel::new(config.panel_w), battery, start);
-    let initial_energy_wh = node.battery().stored_energy_wh();
-
-    let mut state = NodeState::Running(Box::new(PowerManager::new(power_config.clone(), None, start)));
-    let mut task: Option<Task> = None;
-    let mut forecaster = ForecastJudge::new(Forecaster::new(site, config.panel_w, None));
-    // The baseline averages as many days as the forecaster's WCMA does, for a fair comparison.
-    let history_days = ForecastConfig::default().days;
-    let mut baseline = ForecastJudge::new(SlotAverage::new(history_days));
-    let mut day_forecasts = (0.0, 0.0);
-    let mut day_potential_wh = 0.0;
-    let min_scored_wh = config.panel_w * MIN_SCORED_DAY_PANEL_HOURS;
-
-    let mut report = YearReport {
-        config: config.clone(),
-        mode_hours: [0.0; 4],
-        downtime_hours: 0.0,
-        shutdowns: 0,
-        brownout_events: 0,
-        brownout_hours: 0.0,
-        min_true_soc_pct: node.battery().soc() * 100.0,
-        min_estimated_soc_pct: f64::INFINITY,
-        max_soc_error_pct: 0.0,
-        tasks_granted: 0,
-        tasks_refused: 0,
-        compute_wh: 0.0,
-        available_solar_wh: 0.0,
-        harvested_wh: 0.0,
-        curtailed_wh: 0.0,
-        consumed_wh: 0.0,
-        battery_loss_wh: 0.0,
-        initial_energy_wh,
-        final_energy_wh: initial_energy_wh,
-        forecaster_score: ForecastScore { mape_pct: f64::NAN, days: 0 },
-        baseline_score: ForecastScore { mape_pct: f64::NAN, days: 0 },
-        days: Vec::with_capacity(usize::try_from(config.days).unwrap_or_default()),
-    };
-    let mut day = DayAccumulator::default();
-
-    for index in 0..config.days * steps_per_day {
-        let now = node.clock();
-        let day_number = index / steps_per_day;
-        if index % steps_per_day == 0 {
-            // Day-ahead forecasts, made at local midnight as the node would.
-            day_forecasts = (forecaster.day_ahead_wh(now), baseline.day_ahead_wh(now));
-            day_potential_wh = 0.0;
+    for day_number in 0..config.days {
+        simulation.start_day();
+        for _ in 0..steps_per_day {
+            simulation.step();
         }
+        simulation.end_day(day_number);
+    }
+    Ok(simulation.finish())
+}
 
-        // Wake or reboot when due; both restore the manager from its persisted state.
-        state = match state {
-            NodeState::Asleep { wake_at, saved } if now >= wake_at => {
-                NodeState::Running(Box::new(PowerManager::new(power_config.clone(), Some(*saved), now)))
-            }
-            NodeState::BrownedOut { saved } if node.battery().soc() >= REBOOT_SOC => {
-                NodeState::Running(Box::new(PowerManager::new(power_config.clone(), Some(*saved), now)))
-            }
-            other => other,
+/// The simulation in progress.
+struct Simulation {
+    config: YearConfig,
+    power_config: PowerConfig,
+    node: SimulatedNode,
+    state: NodeState,
+    worker: Worker,
+    forecaster: ForecastJudge<Forecaster>,
+    baseline: ForecastJudge<SlotAverage>,
+    /// Days of history both forecasts average over; days before this many are not scored.
+    history_days: i64,
+    day: Day,
+    report: YearReport,
+}
+
+impl Simulation {
+    fn new(weather: &Weather, config: &YearConfig) -> Result<Self, SimError> {
+        validate(config)?;
+        let station = weather.station();
+        let site = Site {
+            latitude: station.latitude,
+            longitude: station.longitude,
         };
+        let defaults = PowerConfig::default();
+        let power_config = PowerConfig {
+            battery: config.battery.clone(),
+            solar: SolarConfig {
+                latitude: site.latitude,
+                longitude: site.longitude,
+                panel_w: config.panel_w,
+                ..defaults.solar
+            },
+            policy: Policy {
+                essential_load_w: config.idle_w,
+                sleep_load_w: config.halt_w,
+                ..defaults.policy
+            },
+            ..defaults
+        };
+        power_config.validate()?;
 
-        let (load_w, compute_now_w) = match &mut state {
+        // Local standard midnight of January 1, so simulated days are the site's days.
+        let start =
+            days_from_civil(SIM_YEAR, 1, 1) * DAY_S - i64::from(station.utc_offset_h) * HOUR_S;
+        let battery = BatteryModel::new(config.battery.clone(), config.initial_soc);
+        let node = SimulatedNode::new(
+            weather.clone(),
+            PvPanel::new(config.panel_w),
+            battery,
+            start,
+        );
+        let manager = PowerManager::new(power_config.clone(), None, start);
+        // The same tuning the manager's forecaster runs with; the baseline averages as many
+        // days as its WCMA does, for a fair comparison.
+        let forecast_config = power_config.solar.forecast.clone();
+        let history_days = forecast_config.days;
+        let forecaster = Forecaster::with_config(site, config.panel_w, forecast_config, None);
+        let report = YearReport::empty(config.clone(), &node);
+        Ok(Self {
+            config: config.clone(),
+            power_config,
+            state: NodeState::Running(Box::new(manager)),
+            worker: Worker::new(config.load_w - config.idle_w),
+            forecaster: ForecastJudge::new(forecaster),
+            baseline: ForecastJudge::new(SlotAverage::new(history_days)),
+            history_days: i64::try_from(history_days).unwrap_or(i64::MAX),
+            day: Day::default(),
+            node,
+            report,
+        })
+    }
+
+    /// Local midnight: the forecasts for the day ahead are made now, as the node would.
+    fn start_day(&mut self) {
+        let midnight = self.node.clock();
+        self.day = Day {
+            forecast_wh: (
+                self.forecaster.day_ahead_wh(midnight),
+                self.baseline.day_ahead_wh(midnight),
+            ),
+            ..Day::default()
+        };
+    }
+
+    fn step(&mut self) {
+        let now = self.node.clock();
+        let step_h = self.config.step_s as f64 / 3600.0;
+        self.boot_if_due(now);
+        let (load_w, compute_w) = self.demand(now, step_h);
+        let step = self.node.step(now, self.config.step_s, load_w);
+        self.record(&step, compute_w, step_h);
+        self.react(&step);
+    }
+
+    /// Wakes a sleeping node at its alarm, or reboots a browned-out one once the pack has
+    /// recovered; either way the manager restarts from its persisted state.
+    fn boot_if_due(&mut self, now: Timestamp) {
+        let saved = match &self.state {
+            NodeState::Asleep { wake_at, saved } if now >= *wake_at => saved,
+            NodeState::BrownedOut { saved } if self.node.battery().soc() >= REBOOT_SOC => saved,
+            _ => return,
+        };
+        let manager = PowerManager::new(self.power_config.clone(), Some((**saved).clone()), now);
+        self.state = NodeState::Running(Box::new(manager));
+    }
+
+    /// The node's draw for the step starting at `now`, and its compute share, W.
+    fn demand(&mut self, now: Timestamp, step_h: f64) -> (f64, f64) {
+        let report = &mut self.report;
+        match &mut self.state {
             NodeState::Running(manager) => {
-                let mode = manager.mode();
-                report.mode_hours[mode_index(mode)] += step_h;
-                let running_w = run_worker(manager, &mut task, now, mode, compute_w, &mut report);
-                (config.idle_w + running_w, running_w)
+                report.mode_hours[mode_index(manager.mode())] += step_h;
+                let compute_w = self.worker.run(manager, now);
+                (self.config.idle_w + compute_w, compute_w)
             }
             NodeState::Asleep { .. } => {
                 report.mode_hours[mode_index(Mode::Shutdown)] += step_h;
                 report.downtime_hours += step_h;
-                (config.halt_w, 0.0)
+                (self.config.halt_w, 0.0)
             }
             NodeState::BrownedOut { .. } => {
                 report.downtime_hours += step_h;
                 report.brownout_hours += step_h;
                 (0.0, 0.0)
             }
-        };
+        }
+    }
 
-        let step = node.step(now, config.step_s, load_w);
-        let end = node.clock();
-        account(&mut report, &step, step_h);
-        // The compute share of what was actually supplied.
+    fn record(&mut self, step: &NodeStep, compute_w: f64, step_h: f64) {
+        let report = &mut self.report;
+        report.available_solar_wh += step.available_solar_w * step_h;
+        report.harvested_wh += step.measurement.solar_w * step_h;
+        report.curtailed_wh += step.curtailed_w * step_h;
+        report.consumed_wh += step.measurement.load_w * step_h;
+        report.battery_loss_wh += step.battery_loss_w * step_h;
         if !step.brownout {
-            report.compute_wh += compute_now_w * step_h;
+            report.compute_wh += compute_w * step_h;
         }
-        day_potential_wh += step.available_solar_w * step_h;
-        forecaster.predictor.record(end, step.available_solar_w);
-        baseline.predictor.record(end, step.available_solar_w);
-        let true_soc_pct = node.battery().soc() * 100.0;
+        let true_soc_pct = self.node.battery().soc() * 100.0;
         report.min_true_soc_pct = report.min_true_soc_pct.min(true_soc_pct);
-        day.soc_pct.add(true_soc_pct);
-        day.solar_w.add(step.measurement.solar_w);
-        day.load_w.add(step.measurement.load_w);
 
-        if (index + 1) % steps_per_day == 0 {
-            // Score the day's forecasts against its harvest; the baseline needs its window of
-            // history before its forecasts mean anything.
-            if day_potential_wh >= min_scored_wh && day_number >= history_days as i64 {
-                forecaster.errors.push((day_forecasts.0 - day_potential_wh).abs() / day_potential_wh);
-                baseline.errors.push((day_forecasts.1 - day_potential_wh).abs() / day_potential_wh);
+        let end = self.node.clock();
+        // The forecasts are scored on what the panel could deliver, not on the harvest, which
+        // a full battery curtails: the score should measure forecasting, not the battery.
+        self.forecaster
+            .predictor
+            .record(end, step.available_solar_w);
+        self.baseline.predictor.record(end, step.available_solar_w);
+        self.day.potential_wh += step.available_solar_w * step_h;
+        self.day.soc_pct.add(true_soc_pct);
+        self.day.solar_w.add(step.measurement.solar_w);
+        self.day.load_w.add(step.measurement.load_w);
+    }
+
+    /// What the node does after a step: a running node reports to its manager and halts when
+    /// told to; any node whose power failed is dark until the pack recovers.
+    fn react(&mut self, step: &NodeStep) {
+        let end = self.node.clock();
+        let next = match &mut self.state {
+            NodeState::Running(manager) if step.brownout => {
+                self.worker.lose();
+                Some(NodeState::BrownedOut {
+                    saved: Box::new(manager.state()),
+                })
             }
-            report.days.push(finish_day(&day));
-            day = DayAccumulator::default();
-        }
-
-        state = match state {
-            NodeState::Running(mut manager) => {
-                if step.brownout {
-                    // The Pi died mid-step: its lease is simply never released.
-                    task = None;
-                    report.brownout_events += 1;
-                    NodeState::BrownedOut { saved: Box::new(manager.state()) }
-                } else {
-                    manager.observe(end, step.measurement);
-                    let estimated_pct = manager.status().soc_percent;
-                    report.min_estimated_soc_pct = report.min_estimated_soc_pct.min(estimated_pct);
-                    report.max_soc_error_pct = report.max_soc_error_pct.max((estimated_pct - true_soc_pct).abs());
-                    if manager.mode() == Mode::Shutdown {
-                        if let Some(running) = task.take() {
-                            manager.release_budget(end, &running.lease_id);
-                        }
-                        report.shutdowns += 1;
-                        let wake_at = manager.wake_time(end);
-                        manager.record_wake_alarm(wake_at);
-                        NodeState::Asleep { wake_at, saved: Box::new(manager.state()) }
-                    } else {
-                        NodeState::Running(manager)
+            NodeState::Running(manager) => {
+                manager.observe(end, step.measurement);
+                let estimated_pct = manager.status().soc_percent;
+                let true_pct = self.node.battery().soc() * 100.0;
+                let report = &mut self.report;
+                report.min_estimated_soc_pct = report.min_estimated_soc_pct.min(estimated_pct);
+                report.max_soc_error_pct = report
+                    .max_soc_error_pct
+                    .max((estimated_pct - true_pct).abs());
+                (manager.mode() == Mode::Shutdown).then(|| {
+                    self.worker.stop(manager, end);
+                    self.report.shutdowns += 1;
+                    let wake_at = manager.wake_time(end);
+                    manager.record_wake_alarm(wake_at);
+                    NodeState::Asleep {
+                        wake_at,
+                        saved: Box::new(manager.state()),
                     }
-                }
+                })
             }
-            NodeState::Asleep { wake_at, saved } => {
-                if step.brownout {
-                    // Even the halted node's trickle could not be carried: the wake alarm is lost.
-                    report.brownout_events += 1;
-                    NodeState::BrownedOut { saved }
-                } else {
-                    NodeState::Asleep { wake_at, saved }
-                }
-            }
-            browned_out @ NodeState::BrownedOut { .. } => browned_out,
+            // Even the halted node's trickle could not be carried: the wake alarm is lost.
+            NodeState::Asleep { saved, .. } if step.brownout => Some(NodeState::BrownedOut {
+                saved: saved.clone(),
+            }),
+            NodeState::Asleep { .. } | NodeState::BrownedOut { .. } => None,
         };
+        if let Some(next) = next {
+            if step.brownout {
+                self.report.brownout_events += 1;
+            }
+            self.state = next;
+        }
     }
-    report.final_energy_wh = node.battery().stored_energy_wh();
-    report.forecaster_score = forecaster.score();
-    report.baseline_score = baseline.score();
-    if !report.min_estimated_soc_pct.is_finite() {
-        report.min_estimated_soc_pct = f64::NAN;
+
+    /// Scores the day's forecasts against the day's potential harvest and closes its summary.
+    fn end_day(&mut self, day_number: i64) {
+        let min_scored_wh = self.config.panel_w * MIN_SCORED_DAY_PANEL_HOURS;
+        let actual_wh = self.day.potential_wh;
+        // The baseline needs its window of history before its forecasts mean anything.
+        if actual_wh >= min_scored_wh && day_number >= self.history_days {
+            self.forecaster.judge(self.day.forecast_wh.0, actual_wh);
+            self.baseline.judge(self.day.forecast_wh.1, actual_wh);
+        }
+        self.report.days.push(self.day.summary());
     }
-    Ok(report)
+
+    fn finish(mut self) -> YearReport {
+        let report = &mut self.report;
+        report.final_energy_wh = self.node.battery().stored_energy_wh();
+        report.tasks_granted = self.worker.granted;
+        report.tasks_refused = self.worker.refused;
+        report.forecaster_score = self.forecaster.score();
+        report.baseline_score = self.baseline.score();
+        if !report.min_estimated_soc_pct.is_finite() {
+            // The manager never observed anything (the node never ran).
+            report.min_estimated_soc_pct = f64::NAN;
+        }
+        self.report
+    }
 }
 
 fn validate(config: &YearConfig) -> Result<(), SimError> {
     let parameter = |message: String| Err(SimError::Parameter(message));
     if config.step_s <= 0 || DAY_S % config.step_s != 0 {
-        return parameter(format!("step must divide a day into whole steps, got {} s", config.step_s));
+        return parameter(format!(
+            "step must divide a day into whole steps, got {} s",
+            config.step_s
+        ));
     }
     if config.days <= 0 {
         return parameter(format!("days must be > 0, got {}", config.days));
@@ -443,7 +652,10 @@ fn validate(config: &YearConfig) -> Result<(), SimError> {
         return parameter(format!("halt draw must be >= 0, got {} W", config.halt_w));
     }
     if !(0.0..=1.0).contains(&config.initial_soc) {
-        return parameter(format!("initial state of charge must be within 0..=1, got {}", config.initial_soc));
+        return parameter(format!(
+            "initial state of charge must be within 0..=1, got {}",
+            config.initial_soc
+        ));
     }
     Ok(())
 }
@@ -457,61 +669,28 @@ fn mode_index(mode: Mode) -> usize {
     }
 }
 
-/// The synthetic worker: finishes or abandons its task as the mode requires, asks for budget
-/// for a new one when allowed, and returns the compute power it draws this step.
-fn run_worker(
-    manager: &mut PowerManager,
-    task: &mut Option<Task>,
-    now: Timestamp,
-    mode: Mode,
-    full_compute_w: f64,
-    report: &mut YearReport,
-) -> f64 {
-    let compute_w = match mode {
-        Mode::Normal => full_compute_w,
-        Mode::Eco => full_compute_w * ECO_COMPUTE_SHARE,
-        Mode::Critical | Mode::Shutdown => 0.0,
-    };
-    if let Some(running) = task.take_if(|running| now >= running.ends_at || compute_w == 0.0) {
-        manager.release_budget(now, &running.lease_id);
+/// The chemistry as spelled in configuration.
+fn chemistry_name(chemistry: Chemistry) -> &'static str {
+    match chemistry {
+        Chemistry::LiIon => "li-ion",
+        Chemistry::LiFePo4 => "lifepo4",
     }
-    if task.is_none() && compute_w > 0.0 {
-        let task_wh = compute_w * f64::from(TASK_S) / 3600.0;
-        match manager.request_budget(now, task_wh, TASK_S, "simulated compute task") {
-            Ok(lease) => {
-                report.tasks_granted += 1;
-                *task = Some(Task { lease_id: lease.id, ends_at: now + i64::from(TASK_S) });
-            }
-            Err(_) => report.tasks_refused += 1,
-        }
-    }
-    if task.is_some() { compute_w } else { 0.0 }
-}
-
-fn account(report: &mut YearReport, step: &NodeStep, step_h: f64) {
-    report.available_solar_wh += step.available_solar_w * step_h;
-    report.harvested_wh += step.measurement.solar_w * step_h;
-    report.curtailed_wh += step.curtailed_w * step_h;
-    report.consumed_wh += step.measurement.load_w * step_h;
-    report.battery_loss_wh += step.battery_loss_w * step_h;
-}
-
-fn finish_day(day: &DayAccumulator) -> DaySummary {
-    DaySummary { soc_pct: day.soc_pct.finish(), solar_w: day.solar_w.finish(), load_w: day.load_w.finish() }
 }
 
 impl fmt::Display for YearReport {
     /// A table of the headline figures.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let config = &self.config;
-        let row = |f: &mut fmt::Formatter<'_>, label: &str, value: String| writeln!(f, "  {label:<38} {value:>14}");
+        let row = |f: &mut fmt::Formatter<'_>, label: &str, value: String| {
+            writeln!(f, "  {label:<38} {value:>14}")
+        };
         writeln!(
             f,
-            "{} days, {} W panel, {} Wh {:?} x{}, load {} W (idle {} W, halted {} W), step {} s",
+            "{} days, {} W panel, {} Wh {} x{}, load {} W (idle {} W, halted {} W), step {} s",
             config.days,
             config.panel_w,
             config.battery.capacity_wh,
-            config.battery.chemistry,
+            chemistry_name(config.battery.chemistry),
             config.battery.cells_in_series,
             config.load_w,
             config.idle_w,
@@ -522,28 +701,90 @@ impl fmt::Display for YearReport {
         for (mode, hours) in Mode::ALL.iter().zip(self.mode_hours) {
             row(f, &format!("{mode} (h)"), format!("{hours:.1}"))?;
         }
-        row(f, "downtime, asleep or browned out (h)", format!("{:.1}", self.downtime_hours))?;
+        row(
+            f,
+            "downtime, asleep or browned out (h)",
+            format!("{:.1}", self.downtime_hours),
+        )?;
         row(f, "shutdowns", self.shutdowns.to_string())?;
         row(f, "brownout events", self.brownout_events.to_string())?;
         row(f, "brownout hours", format!("{:.1}", self.brownout_hours))?;
         writeln!(f, "State of charge")?;
-        row(f, "minimum, true (%)", format!("{:.1}", self.min_true_soc_pct))?;
-        row(f, "minimum, estimated (%)", format!("{:.1}", self.min_estimated_soc_pct))?;
-        row(f, "largest estimation error (points)", format!("{:.1}", self.max_soc_error_pct))?;
+        row(
+            f,
+            "minimum, true (%)",
+            format!("{:.1}", self.min_true_soc_pct),
+        )?;
+        row(
+            f,
+            "minimum, estimated (%)",
+            format!("{:.1}", self.min_estimated_soc_pct),
+        )?;
+        row(
+            f,
+            "largest estimation error (points)",
+            format!("{:.1}", self.max_soc_error_pct),
+        )?;
         writeln!(f, "Energy")?;
-        row(f, "compute tasks granted / refused", format!("{} / {}", self.tasks_granted, self.tasks_refused))?;
+        row(
+            f,
+            "compute tasks granted / refused",
+            format!("{} / {}", self.tasks_granted, self.tasks_refused),
+        )?;
         row(f, "compute energy (Wh)", format!("{:.0}", self.compute_wh))?;
-        row(f, "solar available (Wh)", format!("{:.0}", self.available_solar_wh))?;
-        row(f, "solar harvested (Wh)", format!("{:.0}", self.harvested_wh))?;
-        row(f, "solar curtailed, battery full (Wh)", format!("{:.0}", self.curtailed_wh))?;
-        row(f, "consumed by the node (Wh)", format!("{:.0}", self.consumed_wh))?;
-        row(f, "battery losses (Wh)", format!("{:.0}", self.battery_loss_wh))?;
-        row(f, "battery energy initial -> final (Wh)", format!("{:.1} -> {:.1}", self.initial_energy_wh, self.final_energy_wh))?;
-        row(f, "positive energy", if self.positive_energy() { "yes" } else { "NO" }.to_owned())?;
-        row(f, "energy balance error (Wh)", format!("{:.3}", self.energy_balance_error_wh()))?;
+        row(
+            f,
+            "solar available (Wh)",
+            format!("{:.0}", self.available_solar_wh),
+        )?;
+        row(
+            f,
+            "solar harvested (Wh)",
+            format!("{:.0}", self.harvested_wh),
+        )?;
+        row(
+            f,
+            "solar curtailed, battery full (Wh)",
+            format!("{:.0}", self.curtailed_wh),
+        )?;
+        row(
+            f,
+            "consumed by the node (Wh)",
+            format!("{:.0}", self.consumed_wh),
+        )?;
+        row(
+            f,
+            "battery losses (Wh)",
+            format!("{:.0}", self.battery_loss_wh),
+        )?;
+        row(
+            f,
+            "battery energy initial -> final (Wh)",
+            format!(
+                "{:.1} -> {:.1}",
+                self.initial_energy_wh, self.final_energy_wh
+            ),
+        )?;
+        row(
+            f,
+            "positive energy",
+            if self.positive_energy() { "yes" } else { "NO" }.to_owned(),
+        )?;
+        row(
+            f,
+            "energy balance error (Wh)",
+            format!("{:.3}", self.energy_balance_error_wh()),
+        )?;
         writeln!(f, "Day-ahead solar forecast at local midnight")?;
-        for (name, score) in [("pew-power Forecaster", self.forecaster_score), ("SlotAverage baseline", self.baseline_score)] {
-            row(f, &format!("{name}, MAPE (%)"), format!("{:.1} over {} d", score.mape_pct, score.days))?;
+        for (name, score) in [
+            ("pew-power Forecaster", self.forecaster_score),
+            ("SlotAverage baseline", self.baseline_score),
+        ] {
+            row(
+                f,
+                &format!("{name}, MAPE (%)"),
+                format!("{:.1} over {} d", score.mape_pct, score.days),
+            )?;
         }
         Ok(())
     }
@@ -563,7 +804,10 @@ mod tests {
     fn assert_physically_sane(report: &YearReport) {
         let hours = report.config.days as f64 * 24.0;
         let accounted_h: f64 = report.mode_hours.iter().sum::<f64>() + report.brownout_hours;
-        assert!((accounted_h - hours).abs() < 1e-6, "{accounted_h} h accounted of {hours}");
+        assert!(
+            (accounted_h - hours).abs() < 1e-6,
+            "{accounted_h} h accounted of {hours}"
+        );
         let error = report.energy_balance_error_wh();
         assert!(error.abs() < 0.1, "energy balance off by {error} Wh");
         assert!(report.harvested_wh <= report.available_solar_wh + 1e-9);
@@ -575,7 +819,10 @@ mod tests {
         assert_eq!(report.days.len(), report.config.days as usize);
         for day in &report.days {
             for band in [day.soc_pct, day.solar_w, day.load_w] {
-                assert!(band.min <= band.mean + 1e-9 && band.mean <= band.max + 1e-9, "{band:?}");
+                assert!(
+                    band.min <= band.mean + 1e-9 && band.mean <= band.max + 1e-9,
+                    "{band:?}"
+                );
             }
             assert!(day.soc_pct.min >= 0.0 && day.soc_pct.max <= 100.0);
         }
@@ -586,7 +833,10 @@ mod tests {
         let report = three_days(SiteName::Greensboro, YearConfig::default());
         assert_physically_sane(&report);
         assert_eq!(report.brownout_events, 0);
-        assert!(report.tasks_granted > 0, "an 80 % battery must fund some compute");
+        assert!(
+            report.tasks_granted > 0,
+            "an 80 % battery must fund some compute"
+        );
         let compute_w = report.config.load_w - report.config.idle_w;
         let running_h: f64 = report.mode_hours[..2].iter().sum();
         assert!(report.compute_wh > 0.0 && report.compute_wh <= compute_w * running_h + 1e-9);
@@ -599,7 +849,10 @@ mod tests {
         // A 20 Wh pack and a 3 W panel in an Alaskan January cannot carry a Pi for three days.
         let config = YearConfig {
             panel_w: 3.0,
-            battery: BatterySpec { capacity_wh: 20.0, ..BatterySpec::default() },
+            battery: BatterySpec {
+                capacity_wh: 20.0,
+                ..BatterySpec::default()
+            },
             initial_soc: 0.5,
             ..YearConfig::default()
         };
@@ -624,9 +877,21 @@ mod tests {
     #[test]
     fn step_that_does_not_divide_a_day_is_rejected() {
         let weather = Weather::site(SiteName::Greensboro).expect("shipped weather parses");
-        let config = YearConfig { step_s: 7, ..YearConfig::default() };
-        assert!(matches!(simulate(&weather, &config), Err(SimError::Parameter(_))));
-        let config = YearConfig { load_w: 1.0, ..YearConfig::default() };
-        assert!(matches!(simulate(&weather, &config), Err(SimError::Parameter(_))));
+        let config = YearConfig {
+            step_s: 7,
+            ..YearConfig::default()
+        };
+        assert!(matches!(
+            simulate(&weather, &config),
+            Err(SimError::Parameter(_))
+        ));
+        let config = YearConfig {
+            load_w: 1.0,
+            ..YearConfig::default()
+        };
+        assert!(matches!(
+            simulate(&weather, &config),
+            Err(SimError::Parameter(_))
+        ));
     }
 }

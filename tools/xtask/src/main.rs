@@ -1,5 +1,8 @@
 //! `cargo xtask`: pew's one entry point for building, running, simulating, benchmarking and testing.
 
+mod bench;
+mod node;
+mod process;
 mod sim;
 mod weather;
 
@@ -15,6 +18,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the dev node: a private bus and every pew service on simulated hardware.
+    Node(node::NodeArgs),
+    /// Run every test (what CI runs).
+    Test,
+    /// Measure an area and print the figures.
+    Bench {
+        #[command(subcommand)]
+        area: bench::Area,
+    },
     /// Run simulations of a node against real measured weather.
     Sim {
         #[command(subcommand)]
@@ -22,6 +34,8 @@ enum Command {
     },
     /// Fetch the pinned pvlib wheel, verify it, and regenerate the compact weather files.
     Weather,
+    /// Regenerate the D-Bus policy files in overlays/ from pew-bus's contract.
+    Policies,
 }
 
 #[derive(Subcommand)]
@@ -32,7 +46,28 @@ enum SimCommand {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Node(args) => node::run(args),
+        Command::Test => test(),
+        Command::Bench { area } => bench::run(area),
         Command::Sim { what: SimCommand::Power(args) } => sim::power(args),
         Command::Weather => weather::refresh(),
+        Command::Policies => policies(),
     }
+}
+
+/// Unit tests, bus tests on a private dbus-daemon, and doc tests, for the whole workspace.
+fn test() -> Result<()> {
+    process::cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])?;
+    process::cargo(&["test", "--workspace", "--doc"])
+}
+
+fn policies() -> Result<()> {
+    let dir = pew_devbus::shipped_policy_dir();
+    std::fs::create_dir_all(&dir)?;
+    for service in &pew_bus::SERVICES {
+        let path = dir.join(format!("{}.conf", service.bus_name));
+        std::fs::write(&path, service.policy())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use pew_sim::plot::render_svg;
 use pew_sim::weather::{SiteName, Weather};
 use pew_sim::year::{YearConfig, simulate};
 
-use crate::weather::workspace_root;
+use crate::process::workspace_root;
 
 /// Battery chemistries as spelled in configuration.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -59,7 +59,8 @@ pub struct PowerArgs {
 }
 
 pub fn power(args: PowerArgs) -> Result<()> {
-    let weather = Weather::site(args.site).with_context(|| format!("loading the {} weather", args.site))?;
+    let weather =
+        Weather::site(args.site).with_context(|| format!("loading the {} weather", args.site))?;
     let defaults = YearConfig::default();
     let config = YearConfig {
         panel_w: args.panel_w,
@@ -77,8 +78,8 @@ pub fn power(args: PowerArgs) -> Result<()> {
 
     let station = weather.station();
     let title = format!(
-        "pew year simulation: {} ({}, {}), {} W panel, {} Wh battery, {} W load",
-        args.site, station.name, station.state, config.panel_w, config.battery.capacity_wh, config.load_w
+        "pew year simulation, {} ({}): {} W panel, {} Wh battery, {} W load",
+        args.site, station.state, config.panel_w, config.battery.capacity_wh, config.load_w
     );
     println!("{title}\n{report}");
 
@@ -88,7 +89,8 @@ pub fn power(args: PowerArgs) -> Result<()> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(&out, render_svg(&report, &title)).with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(&out, render_svg(&report, &title))
+        .with_context(|| format!("writing {}", out.display()))?;
     println!("chart: {}", out.display());
     Ok(())
 }

@@ -9,6 +9,8 @@ use anyhow::{Context, Result, bail, ensure};
 use pew_sim::weather::SiteName;
 use pew_sim::weather_file::{Provenance, render};
 
+use crate::process::workspace_root;
+
 const PVLIB_VERSION: &str = "0.16.1";
 const WHEEL_FILE: &str = "pvlib-0.16.1-py3-none-any.whl";
 /// SHA-256 of the wheel as published on PyPI; a mismatch means the download is not the file
@@ -34,13 +36,20 @@ pub fn refresh() -> Result<()> {
         "{WHEEL_FILE} has sha256 {wheel_sha256}, expected {WHEEL_SHA256}: refusing to use it"
     );
     let extracted = scratch.path().join("wheel");
-    python(&["-m", "zipfile", "-e", path_str(&wheel)?, path_str(&extracted)?])?;
+    python(&[
+        "-m",
+        "zipfile",
+        "-e",
+        path_str(&wheel)?,
+        path_str(&extracted)?,
+    ])?;
 
     for (site, source_file) in SOURCES {
         let source = extracted.join(source_file);
         let text = std::fs::read_to_string(&source)
             .with_context(|| format!("reading {source_file} from {WHEEL_FILE}"))?;
-        let table = pew_sim::tmy3::convert(&text).with_context(|| format!("converting {source_file}"))?;
+        let table =
+            pew_sim::tmy3::convert(&text).with_context(|| format!("converting {source_file}"))?;
         let provenance = Provenance {
             package: format!("pvlib {PVLIB_VERSION}"),
             archive: WHEEL_FILE.to_owned(),
@@ -51,15 +60,12 @@ pub fn refresh() -> Result<()> {
         let file_name = format!("{site}.csv");
         std::fs::write(out_dir.join(&file_name), render(&table, &provenance))
             .with_context(|| format!("writing {OUT_DIR}/{file_name}"))?;
-        println!("{site}: {} hours from {source_file} -> {OUT_DIR}/{file_name}", table.hours.len());
+        println!(
+            "{site}: {} hours from {source_file} -> {OUT_DIR}/{file_name}",
+            table.hours.len()
+        );
     }
     Ok(())
-}
-
-/// The workspace root: two levels above this crate's manifest (`tools/xtask`).
-pub(crate) fn workspace_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.ancestors().nth(2).unwrap_or(manifest_dir).to_path_buf()
 }
 
 fn download_wheel(dir: &Path) -> Result<PathBuf> {
@@ -76,7 +82,11 @@ fn download_wheel(dir: &Path) -> Result<PathBuf> {
         path_str(dir)?,
     ])?;
     let wheel = dir.join(WHEEL_FILE);
-    ensure!(wheel.is_file(), "pip did not produce {WHEEL_FILE} in {}", dir.display());
+    ensure!(
+        wheel.is_file(),
+        "pip did not produce {WHEEL_FILE} in {}",
+        dir.display()
+    );
     Ok(wheel)
 }
 
@@ -106,5 +116,6 @@ fn python(args: &[&str]) -> Result<String> {
 }
 
 fn path_str(path: &Path) -> Result<&str> {
-    path.to_str().with_context(|| format!("path {} is not UTF-8", path.display()))
+    path.to_str()
+        .with_context(|| format!("path {} is not UTF-8", path.display()))
 }
