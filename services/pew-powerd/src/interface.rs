@@ -66,14 +66,24 @@ impl From<&PowerStatus> for Published {
 
 #[zbus::interface(name = "org.pew.Power1")]
 impl PowerInterface {
-    async fn request_budget(&self, wh: f64, seconds: u32, reason: String, #[zbus(header)] header: Header<'_>) -> Grant {
+    async fn request_budget(
+        &self,
+        wh: f64,
+        seconds: u32,
+        reason: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Grant {
         let caller = header.sender().map(|s| s.to_string()).unwrap_or_default();
-        let mut core = self.core.lock().await;
-        core.request_budget(wh, seconds, &reason, &caller)
+        let grant = self.core.lock().await.request_budget(wh, seconds, &reason, &caller);
+        self.announce(&emitter).await;
+        grant
     }
 
-    async fn release_budget(&self, lease_id: String) -> bool {
-        self.core.lock().await.release_budget(&lease_id)
+    async fn release_budget(&self, lease_id: String, #[zbus(signal_emitter)] emitter: SignalEmitter<'_>) -> bool {
+        let released = self.core.lock().await.release_budget(&lease_id);
+        self.announce(&emitter).await;
+        released
     }
 
     async fn list_leases(&self) -> Vec<LeaseInfo> {
@@ -145,54 +155,62 @@ impl PowerInterface {
         self.core.lock().await.source_name().to_owned()
     }
 
-    /// The `ModeChanged` signal; named `mode_transition` in Rust because zbus already generates
-    /// `mode_changed` to announce changes of the `Mode` property.
+    // The `ModeChanged` signal, named `mode_transition` in Rust because zbus already generates
+    // `mode_changed` to announce changes of the `Mode` property.
     #[zbus(signal, name = "ModeChanged")]
     pub async fn mode_transition(emitter: &SignalEmitter<'_>, old: &str, new: &str, reason: &str) -> zbus::Result<()>;
 }
 
-/// Emits PropertiesChanged for every published value that differs between `old` and `new`.
-pub async fn announce_changes(
-    interface: &zbus::object_server::InterfaceRef<PowerInterface>,
-    old: &Published,
-    new: &Published,
-) -> zbus::Result<()> {
-    let emitter = interface.signal_emitter();
-    let object = interface.get().await;
-    if old.soc != new.soc {
-        object.state_of_charge_changed(emitter).await?;
+impl PowerInterface {
+    /// Emits PropertiesChanged for every published value that changed since the last
+    /// announcement. Called after each sample and after each lease change; must not be called
+    /// with the core locked (the property getters lock it).
+    pub async fn announce(&self, emitter: &SignalEmitter<'_>) {
+        let (old, new) = {
+            let mut core = self.core.lock().await;
+            core.take_unannounced()
+        };
+        if let Err(error) = self.announce_changes(emitter, &old, &new).await {
+            tracing::warn!(%error, "cannot announce property changes");
+        }
     }
-    if old.soc_uncertainty != new.soc_uncertainty {
-        object.state_of_charge_uncertainty_changed(emitter).await?;
+
+    async fn announce_changes(&self, emitter: &SignalEmitter<'_>, old: &Published, new: &Published) -> zbus::Result<()> {
+        if old.soc != new.soc {
+            self.state_of_charge_changed(emitter).await?;
+        }
+        if old.soc_uncertainty != new.soc_uncertainty {
+            self.state_of_charge_uncertainty_changed(emitter).await?;
+        }
+        if old.battery_v != new.battery_v {
+            self.battery_voltage_changed(emitter).await?;
+        }
+        if old.battery_a != new.battery_a {
+            self.battery_current_changed(emitter).await?;
+        }
+        if old.solar_w != new.solar_w {
+            self.solar_power_changed(emitter).await?;
+        }
+        if old.load_w != new.load_w {
+            self.load_power_changed(emitter).await?;
+        }
+        if old.mode != new.mode {
+            self.mode_changed(emitter).await?;
+        }
+        if old.budget_wh != new.budget_wh {
+            self.budget_wh_changed(emitter).await?;
+        }
+        if old.reserve_wh != new.reserve_wh {
+            self.reserve_wh_changed(emitter).await?;
+        }
+        if old.capacity_wh != new.capacity_wh {
+            self.capacity_wh_changed(emitter).await?;
+        }
+        if old.forecast != new.forecast {
+            self.forecast_changed(emitter).await?;
+        }
+        Ok(())
     }
-    if old.battery_v != new.battery_v {
-        object.battery_voltage_changed(emitter).await?;
-    }
-    if old.battery_a != new.battery_a {
-        object.battery_current_changed(emitter).await?;
-    }
-    if old.solar_w != new.solar_w {
-        object.solar_power_changed(emitter).await?;
-    }
-    if old.load_w != new.load_w {
-        object.load_power_changed(emitter).await?;
-    }
-    if old.mode != new.mode {
-        object.mode_changed(emitter).await?;
-    }
-    if old.budget_wh != new.budget_wh {
-        object.budget_wh_changed(emitter).await?;
-    }
-    if old.reserve_wh != new.reserve_wh {
-        object.reserve_wh_changed(emitter).await?;
-    }
-    if old.capacity_wh != new.capacity_wh {
-        object.capacity_wh_changed(emitter).await?;
-    }
-    if old.forecast != new.forecast {
-        object.forecast_changed(emitter).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

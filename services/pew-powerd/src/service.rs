@@ -36,6 +36,9 @@ pub struct Core {
     platform: Platform,
     store: StateFile,
     published: Published,
+    /// What the bus was last told, so every change is announced exactly once, whether it came
+    /// from a sample or from a lease request between samples.
+    announced: Published,
     wake_reason: WakeReason,
     last_run: LastRun,
     last_save: Timestamp,
@@ -52,6 +55,12 @@ impl Core {
 
     pub fn published(&self) -> &Published {
         &self.published
+    }
+
+    /// The last announced and the current published values; the current become announced.
+    pub fn take_unannounced(&mut self) -> (Published, Published) {
+        let old = std::mem::replace(&mut self.announced, self.published.clone());
+        (old, self.published.clone())
     }
 
     pub fn wake_reason(&self) -> WakeReason {
@@ -175,8 +184,10 @@ pub async fn run(config: PowerdConfig, bus_address: Option<String>) -> Result<()
     });
     tracing::info!(wake_reason = wake_reason.as_str(), ?pending_alarm, source = platform.source_name(), "pew-powerd starting");
     let manager = PowerManager::new(power_config.clone(), saved.map(|s| s.power), now);
+    let published = Published::from(&manager.status());
     let mut core = Core {
-        published: Published::from(&manager.status()),
+        announced: published.clone(),
+        published,
         manager,
         platform,
         store,
@@ -216,14 +227,13 @@ pub async fn run(config: PowerdConfig, bus_address: Option<String>) -> Result<()
                 break;
             }
         }
-        let mut core = core.lock().await;
-        let before = core.published.clone();
-        sample(&mut core, &interface, grace_s, power_config.policy.max_sleep_s).await;
-        let after = core.published.clone();
-        drop(core);
-        if let Err(error) = crate::interface::announce_changes(&interface, &before, &after).await {
-            tracing::warn!(%error, "cannot announce property changes");
-        }
+        let (before, after) = {
+            let mut core = core.lock().await;
+            let before = core.published.clone();
+            sample(&mut core, &interface, grace_s, power_config.policy.max_sleep_s).await;
+            (before, core.published.clone())
+        };
+        interface.get().await.announce(interface.signal_emitter()).await;
         if before.mode != after.mode || before.soc != after.soc {
             systemd::status(&status_line(&after));
         }

@@ -129,9 +129,11 @@ pub struct YearReport {
     pub downtime_hours: f64,
     /// How often the node halted on the manager's decision.
     pub shutdowns: u32,
-    /// How often the battery failed to carry the load.
+    /// How often the battery failed to carry the running node: what must never happen.
     pub brownout_events: u32,
-    /// Hours dark after a brownout.
+    /// How often the battery went flat under a halted node, losing its wake alarm.
+    pub power_lost_asleep: u32,
+    /// Hours dark after the battery failed, running or halted.
     pub brownout_hours: f64,
     /// Lowest true state of charge, %.
     pub min_true_soc_pct: f64,
@@ -196,6 +198,7 @@ impl YearReport {
             downtime_hours: 0.0,
             shutdowns: 0,
             brownout_events: 0,
+            power_lost_asleep: 0,
             brownout_hours: 0.0,
             min_true_soc_pct: node.battery().soc() * 100.0,
             min_estimated_soc_pct: f64::INFINITY,
@@ -339,8 +342,10 @@ struct Day {
     load_w: BandAccumulator,
     /// Energy the panel could deliver today, Wh.
     potential_wh: f64,
-    /// Day-ahead forecasts made at midnight: pew-power's, the baseline's, Wh.
-    forecast_wh: (f64, f64),
+    /// pew-power's day-ahead forecast made at midnight, Wh.
+    forecaster_wh: f64,
+    /// The baseline's day-ahead forecast made at midnight, Wh.
+    baseline_wh: f64,
 }
 
 impl Day {
@@ -481,10 +486,8 @@ impl Simulation {
     fn start_day(&mut self) {
         let midnight = self.node.clock();
         self.day = Day {
-            forecast_wh: (
-                self.forecaster.day_ahead_wh(midnight),
-                self.baseline.day_ahead_wh(midnight),
-            ),
+            forecaster_wh: self.forecaster.day_ahead_wh(midnight),
+            baseline_wh: self.baseline.day_ahead_wh(midnight),
             ..Day::default()
         };
     }
@@ -566,6 +569,7 @@ impl Simulation {
         let next = match &mut self.state {
             NodeState::Running(manager) if step.brownout => {
                 self.worker.lose();
+                self.report.brownout_events += 1;
                 Some(NodeState::BrownedOut {
                     saved: Box::new(manager.state()),
                 })
@@ -591,15 +595,15 @@ impl Simulation {
                 })
             }
             // Even the halted node's trickle could not be carried: the wake alarm is lost.
-            NodeState::Asleep { saved, .. } if step.brownout => Some(NodeState::BrownedOut {
-                saved: saved.clone(),
-            }),
+            NodeState::Asleep { saved, .. } if step.brownout => {
+                self.report.power_lost_asleep += 1;
+                Some(NodeState::BrownedOut {
+                    saved: saved.clone(),
+                })
+            }
             NodeState::Asleep { .. } | NodeState::BrownedOut { .. } => None,
         };
         if let Some(next) = next {
-            if step.brownout {
-                self.report.brownout_events += 1;
-            }
             self.state = next;
         }
     }
@@ -610,8 +614,8 @@ impl Simulation {
         let actual_wh = self.day.potential_wh;
         // The baseline needs its window of history before its forecasts mean anything.
         if actual_wh >= min_scored_wh && day_number >= self.history_days {
-            self.forecaster.judge(self.day.forecast_wh.0, actual_wh);
-            self.baseline.judge(self.day.forecast_wh.1, actual_wh);
+            self.forecaster.judge(self.day.forecaster_wh, actual_wh);
+            self.baseline.judge(self.day.baseline_wh, actual_wh);
         }
         self.report.days.push(self.day.summary());
     }
@@ -707,8 +711,21 @@ impl fmt::Display for YearReport {
             format!("{:.1}", self.downtime_hours),
         )?;
         row(f, "shutdowns", self.shutdowns.to_string())?;
-        row(f, "brownout events", self.brownout_events.to_string())?;
-        row(f, "brownout hours", format!("{:.1}", self.brownout_hours))?;
+        row(
+            f,
+            "brownouts while running",
+            self.brownout_events.to_string(),
+        )?;
+        row(
+            f,
+            "battery flat while halted",
+            self.power_lost_asleep.to_string(),
+        )?;
+        row(
+            f,
+            "hours dark after a brownout",
+            format!("{:.1}", self.brownout_hours),
+        )?;
         writeln!(f, "State of charge")?;
         row(
             f,
@@ -846,9 +863,10 @@ mod tests {
 
     #[test]
     fn starved_node_sleeps_instead_of_browning_out() {
-        // A 20 Wh pack and a 3 W panel in an Alaskan January cannot carry a Pi for three days.
+        // A 20 Wh pack and a 10 W panel in an Alaskan January (~3 Wh a day) cannot keep a Pi
+        // up for three days (~65 Wh a day idle), but can keep it halted (~2.4 Wh a day).
         let config = YearConfig {
-            panel_w: 3.0,
+            panel_w: 10.0,
             battery: BatterySpec {
                 capacity_wh: 20.0,
                 ..BatterySpec::default()
@@ -860,6 +878,14 @@ mod tests {
         assert_physically_sane(&report);
         assert!(report.shutdowns > 0);
         assert!(report.downtime_hours > 0.0);
+        assert_eq!(
+            report.brownout_events, 0,
+            "the manager must halt before the pack is empty"
+        );
+        assert_eq!(
+            report.power_lost_asleep, 0,
+            "sleeping must outlast the night"
+        );
         assert!(report.mode_hours[mode_index(Mode::Shutdown)] > 0.0);
     }
 

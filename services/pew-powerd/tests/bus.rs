@@ -1,0 +1,225 @@
+//! pew-powerd on a real private dbus-daemon with the shipped policy files: the contract, the
+//! live behaviour as the simulated battery drains, and who may call what.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use pew_bus::power::PowerProxy;
+use pew_devbus::DevBus;
+
+/// A private bus with pew-powerd running on simulated hardware.
+struct Node {
+    daemon: Child,
+    bus: DevBus,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// `simulation` is the body of the `[simulation]` section.
+    fn start(simulation: &str) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("powerd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = {:?}\nsample_interval_s = 0.05\n[source]\nkind = \"simulated\"\n[simulation]\n{simulation}\n",
+                dir.path().join("state").display().to_string()
+            ),
+        )
+        .unwrap();
+        let bus = DevBus::start().expect("dbus-daemon (package dbus-daemon) must be installed");
+        let daemon = Command::new(env!("CARGO_BIN_EXE_pew-powerd"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--bus")
+            .arg(bus.address())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Node { daemon, bus, _dir: dir }
+    }
+
+    async fn connect(&self) -> zbus::Connection {
+        let connection = pew_bus::connect(Some(self.bus.address())).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !pew_bus::is_running(&connection, &pew_bus::power::SERVICE).await.unwrap() {
+            assert!(Instant::now() < deadline, "pew-powerd did not claim org.pew.Power1 within 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        connection
+    }
+
+    /// Runs pewctl against this node, as root or as `user` (through setpriv).
+    fn pewctl(&self, user: Option<&str>, args: &[&str]) -> Output {
+        let pewctl = binary("pewctl");
+        let mut command = match user {
+            None => Command::new(&pewctl),
+            Some(user) => {
+                let mut command = Command::new("setpriv");
+                command
+                    .arg(format!("--reuid={}", id(user, "-u")))
+                    .arg(format!("--regid={}", id(user, "-g")))
+                    .args(["--init-groups", "--"])
+                    .arg(&pewctl);
+                command
+            }
+        };
+        command.arg("--bus").arg(self.bus.address()).args(args).output().unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// `id <flag> <user>`: a user's numeric uid or primary gid.
+fn id(user: &str, flag: &str) -> String {
+    let output = Command::new("id").arg(flag).arg(user).output().unwrap();
+    assert!(output.status.success(), "no user {user}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// Another workspace binary, built beside this test's package (nextest and `cargo test
+/// --workspace` build every binary first).
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(Path::parent).unwrap().join(name);
+    assert!(path.exists(), "{} is missing: build the workspace first (cargo build --workspace)", path.display());
+    path
+}
+
+/// 2026-01-15 05:00 UTC: midnight in Greensboro in January, twelve dark hours ahead.
+const WINTER_MIDNIGHT: i64 = 1_768_453_200;
+
+#[tokio::test]
+async fn introspection_matches_the_committed_contract() {
+    let node = Node::start("speed = 1.0");
+    let connection = node.connect().await;
+    let introspectable = zbus::fdo::IntrospectableProxy::builder(&connection)
+        .destination("org.pew.Power1")
+        .path("/org/pew/Power1")
+        .build()
+        .await
+        .unwrap();
+    let live = introspectable.introspect().await.unwrap();
+    let service = &pew_bus::power::SERVICE;
+    let live = pew_bus::interface_element(&live, service.bus_name).expect("live interface");
+    let committed = pew_bus::interface_element(service.introspection, service.bus_name).expect("committed interface");
+    assert_eq!(live, committed, "org.pew.Power1 differs from services/pew-bus/interfaces/org.pew.Power1.xml; live:\n{live}");
+}
+
+#[tokio::test]
+async fn properties_follow_the_draining_battery_through_shutdown_and_wake() {
+    // Two simulated hours per second, from a half-full battery at the start of a winter night.
+    let node = Node::start(&format!("start = {WINTER_MIDNIGHT}\nspeed = 7200.0\ninitial_soc = 0.45\nsite = \"greensboro\""));
+    let connection = node.connect().await;
+    let power = PowerProxy::new(&connection).await.unwrap();
+    let mut modes = power.receive_mode_changed().await.unwrap();
+    let mut charge = power.receive_state_of_charge_changed().await;
+    let mut wake = power.receive_wake_reason_changed().await;
+    assert_eq!(power.wake_reason().await.unwrap(), "first-boot");
+    // Property streams start with the current value; only changes matter here.
+    charge.next().await;
+    wake.next().await;
+
+    let first = power.state_of_charge().await.unwrap();
+    let mut transitions: Vec<(String, String)> = Vec::new();
+    let mut charges = vec![first];
+    let mut woke = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while woke.is_none() {
+        tokio::select! {
+            Some(signal) = modes.next() => {
+                let args = signal.args().unwrap();
+                assert_ne!(args.old, args.new);
+                assert!(!args.reason.is_empty(), "a mode change names its cause");
+                transitions.push((args.old.clone(), args.new.clone()));
+            }
+            Some(change) = charge.next() => charges.push(change.get().await.unwrap()),
+            Some(change) = wake.next() => woke = Some(change.get().await.unwrap()),
+            _ = tokio::time::sleep_until(deadline) => panic!("no shutdown and wake within 90 s; transitions {transitions:?}, charge {charges:?}"),
+        }
+    }
+    let shutdown_at = transitions.iter().position(|(_, new)| new == "shutdown").expect("the drained node shuts down");
+    assert!(transitions[..shutdown_at].iter().any(|(_, new)| new == "critical"), "critical comes before shutdown: {transitions:?}");
+    assert_eq!(woke.as_deref(), Some("rtc-alarm"), "the simulated node is woken by its RTC alarm");
+    let before_shutdown: Vec<f64> = charges.iter().copied().take_while(|c| *c > 0.0).collect();
+    assert!(before_shutdown.len() >= 3, "state of charge changes are announced: {charges:?}");
+    assert!(charges.iter().any(|c| *c < first - 5.0), "the battery drains at night: {charges:?}");
+    let mode = power.power_mode().await.unwrap();
+    assert!(pew_bus::power::MODES.contains(&mode.as_str()));
+
+    // pewctl sees the same node.
+    let status = node.pewctl(None, &["status", "--json"]);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(report["power"]["running"], true);
+    assert_eq!(report["power"]["WakeReason"], "rtc-alarm");
+    assert_eq!(report["worker"]["running"], false);
+
+    // A node that is low enough to have slept takes no new work.
+    let grant = power.request_budget(1.0, 600, "test").await.unwrap();
+    assert!(!grant.granted, "a drained node grants nothing: {grant:?}");
+}
+
+#[tokio::test]
+async fn leases_are_granted_listed_and_released_on_a_sunny_day() {
+    // Noon in June with a full battery: energy to spare.
+    let node = Node::start("start = 1781712000\nspeed = 1.0\ninitial_soc = 1.0");
+    let connection = node.connect().await;
+    let power = PowerProxy::new(&connection).await.unwrap();
+    // Let the first measurements arrive, then wait for a spendable budget.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while power.budget_wh().await.unwrap() < 2.0 {
+        assert!(Instant::now() < deadline, "no budget on a sunny day with a full battery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = power.budget_wh().await.unwrap();
+    let grant = power.request_budget(1.5, 1800, "test task").await.unwrap();
+    assert!(grant.granted, "{grant:?}");
+    let leases = power.list_leases().await.unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].id, grant.lease_id);
+    assert_eq!(leases[0].reason, "test task");
+    assert!(power.budget_wh().await.unwrap() <= before - 1.4, "a lease lowers the budget at once");
+    assert!(power.release_budget(&grant.lease_id).await.unwrap());
+    assert!(!power.release_budget(&grant.lease_id).await.unwrap(), "a lease is released once");
+    assert!(power.list_leases().await.unwrap().is_empty());
+}
+
+fn is_access_denied(output: &Output) -> bool {
+    String::from_utf8_lossy(&output.stderr).contains("AccessDenied")
+}
+
+#[tokio::test]
+async fn shipped_policy_lets_everyone_read_but_only_root_and_group_pew_mutate() {
+    let node = Node::start("speed = 1.0");
+    let _connection = node.connect().await;
+
+    let root = node.pewctl(None, &["power", "request", "0.1", "60"]);
+    assert!(!is_access_denied(&root), "root may call RequestBudget: {}", String::from_utf8_lossy(&root.stderr));
+
+    let outsider = node.pewctl(Some("nobody"), &["power", "request", "0.1", "60"]);
+    assert!(!outsider.status.success());
+    assert!(is_access_denied(&outsider), "nobody must be refused: {}", String::from_utf8_lossy(&outsider.stderr));
+    let release = node.pewctl(Some("nobody"), &["power", "release", "lease-0"]);
+    assert!(is_access_denied(&release), "ReleaseBudget is mutating too");
+
+    let show = node.pewctl(Some("nobody"), &["power", "--json"]);
+    assert!(show.status.success(), "anyone may read properties: {}", String::from_utf8_lossy(&show.stderr));
+    let leases = node.pewctl(Some("nobody"), &["power", "leases"]);
+    assert!(leases.status.success(), "anyone may list leases: {}", String::from_utf8_lossy(&leases.stderr));
+
+    // A member of group pew (created by .ci/run; see README) may mutate.
+    if Command::new("id").arg("pew-operator").output().is_ok_and(|o| o.status.success()) {
+        let member = node.pewctl(Some("pew-operator"), &["power", "request", "0.1", "60"]);
+        assert!(!is_access_denied(&member), "group pew may call RequestBudget: {}", String::from_utf8_lossy(&member.stderr));
+    } else {
+        eprintln!("user pew-operator (member of group pew) does not exist: group check not run");
+    }
+}
