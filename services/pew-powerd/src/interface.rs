@@ -11,6 +11,7 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 
 use crate::service::Core;
+use crate::wake::WakeReason;
 
 pub struct PowerInterface {
     core: Arc<Mutex<Core>>,
@@ -36,15 +37,17 @@ pub struct Published {
     pub reserve_wh: f64,
     pub capacity_wh: f64,
     pub forecast: Vec<ForecastSlot>,
+    pub wake_reason: &'static str,
 }
 
 fn round_to(value: f64, step: f64) -> f64 {
     (value / step).round() * step
 }
 
-impl From<&PowerStatus> for Published {
-    fn from(status: &PowerStatus) -> Self {
+impl Published {
+    pub fn new(status: &PowerStatus, wake_reason: WakeReason) -> Self {
         Self {
+            wake_reason: wake_reason.as_str(),
             soc: round_to(status.soc_percent, 0.1),
             soc_uncertainty: round_to(status.soc_uncertainty_percent, 0.1),
             battery_v: round_to(status.battery_v, 0.01),
@@ -147,7 +150,7 @@ impl PowerInterface {
 
     #[zbus(property)]
     async fn wake_reason(&self) -> String {
-        self.core.lock().await.wake_reason().as_str().to_owned()
+        self.core.lock().await.published().wake_reason.to_owned()
     }
 
     #[zbus(property)]
@@ -208,6 +211,9 @@ impl PowerInterface {
         }
         if old.forecast != new.forecast {
             self.forecast_changed(emitter).await?;
+        }
+        if old.wake_reason != new.wake_reason {
+            self.wake_reason_changed(emitter).await?;
         }
         Ok(())
     }

@@ -63,10 +63,6 @@ impl Core {
         (old, self.published.clone())
     }
 
-    pub fn wake_reason(&self) -> WakeReason {
-        self.wake_reason
-    }
-
     pub fn source_name(&self) -> &'static str {
         self.platform.source_name()
     }
@@ -126,7 +122,7 @@ impl Core {
     }
 
     fn publish(&mut self) {
-        self.published = Published::from(&self.manager.status());
+        self.published = Published::new(&self.manager.status(), self.wake_reason);
     }
 
     fn save(&mut self, now: Timestamp) {
@@ -184,7 +180,7 @@ pub async fn run(config: PowerdConfig, bus_address: Option<String>) -> Result<()
     });
     tracing::info!(wake_reason = wake_reason.as_str(), ?pending_alarm, source = platform.source_name(), "pew-powerd starting");
     let manager = PowerManager::new(power_config.clone(), saved.map(|s| s.power), now);
-    let published = Published::from(&manager.status());
+    let published = Published::new(&manager.status(), wake_reason);
     let mut core = Core {
         announced: published.clone(),
         published,

@@ -115,8 +115,8 @@ async fn introspection_matches_the_committed_contract() {
 
 #[tokio::test]
 async fn properties_follow_the_draining_battery_through_shutdown_and_wake() {
-    // Two simulated hours per second, from a half-full battery at the start of a winter night.
-    let node = Node::start(&format!("start = {WINTER_MIDNIGHT}\nspeed = 7200.0\ninitial_soc = 0.45\nsite = \"greensboro\""));
+    // Two simulated hours per second, from a battery at 30 % at the start of a winter night.
+    let node = Node::start(&format!("start = {WINTER_MIDNIGHT}\nspeed = 7200.0\ninitial_soc = 0.30\nsite = \"greensboro\""));
     let connection = node.connect().await;
     let power = PowerProxy::new(&connection).await.unwrap();
     let mut modes = power.receive_mode_changed().await.unwrap();
