@@ -1,12 +1,26 @@
-//! The energy budget: how much energy the node may spend on compute right now without the
-//! forecast saying it will ever have to dip into the reserve that carries it through two
-//! sunless days.
+//! The energy budget: how much energy the node may spend on compute right now.
 //!
 //! The battery is projected slot by slot over the forecast horizon with only the essential
-//! load drawn. Energy spent now lowers every later projected level by the same amount, except
-//! that a battery projected to be full would have thrown surplus away: whatever the projection
-//! clips off at full charge is "refunded" to an earlier spender. The budget is therefore
-//! positive only when the forecast says that spending will come back before it is needed.
+//! load drawn; `e(t)` is the projected energy, clipped at full charge. Spending `x` Wh now
+//! lowers every later point by `x` until the battery would have overflowed. Spending `x` is
+//! allowed when either rule holds:
+//!
+//! * **Reserve rule.** `x ≤ e_now − reserve` and `x ≤ min_t (e(t) − floor)`: if the sun
+//!   vanished right after this work, the node would still survive `reserve_days` at its
+//!   essential load, and the forecast, as it stands, never runs it down to the floor. The
+//!   reserve is checked once, now, rather than at every projected point: a point in the
+//!   middle of a forecast night already has that night's darkness subtracted, so demanding the
+//!   full sunless-days reserve there as well would count the same darkness twice.
+//! * **Free-energy rule.** `x ≤` the surplus the projection throws away in its first clipping
+//!   episode (the first run of slots in which the full battery cannot take the sun), and
+//!   `x ≤ min (e(t) − floor)` up to the end of that episode: the spending only delays the
+//!   battery's fill, and after the episode the trajectory is the same as without it. Energy
+//!   that would otherwise be curtailed is never worth keeping.
+//!
+//! The spendable budget is the larger allowance, less the energy already leased, and never
+//! negative.
+
+use std::ops::Range;
 
 use crate::Timestamp;
 use crate::forecast::ForecastSlot;
@@ -38,8 +52,15 @@ pub struct BudgetInputs<'a> {
 pub struct Budget {
     /// Energy that can be leased out now, already net of outstanding leases; never negative.
     pub spendable_wh: f64,
-    /// Energy kept for two sunless days plus the unusable floor.
+    /// Energy kept for `reserve_days` without sun plus the unusable floor.
     pub reserve_wh: f64,
+    /// What the reserve rule alone allows before leases; negative when the battery is
+    /// already into its reserve or the forecast runs it below the floor.
+    pub reserve_rule_wh: f64,
+    /// What the free-energy rule alone allows before leases: the surplus of the first clipping
+    /// episode, limited by the headroom above the floor until its end; 0 without clipping,
+    /// negative when the battery is projected below the floor before the episode.
+    pub free_wh: f64,
     /// Lowest projected energy over the horizon (with no spending), which may be below zero
     /// when the forecast says the battery would run flat.
     pub projected_min_wh: f64,
@@ -93,15 +114,7 @@ pub fn reserve_wh(essential_load_w: f64, reserve_days: f64, floor_wh: f64) -> f6
     reserve_days * HOURS_PER_DAY * essential_load_w + floor_wh
 }
 
-/// Computes how much energy may be spent now.
-///
-/// Spending `x` Wh now lowers the projected energy at time `t` by `max(0, x − clipped(t))`,
-/// where `clipped(t)` is the surplus the projection threw away at full charge before `t`.
-/// Each projected point therefore allows `max(0, e(t) − reserve) + clipped(t)`: before the
-/// first full charge that is the plain headroom above the reserve; afterwards, spending is
-/// refunded only as far as the battery actually overflowed. A point already below the
-/// reserve allows no spending that would push it further down. The budget is the smallest
-/// allowance over the horizon (now included) minus the outstanding leases.
+/// Computes how much energy may be spent now; see the module documentation for the two rules.
 pub fn energy_budget(inputs: &BudgetInputs) -> Budget {
     let reserve_wh = reserve_wh(
         inputs.essential_load_w,
@@ -110,39 +123,72 @@ pub fn energy_budget(inputs: &BudgetInputs) -> Budget {
     );
     let energy_now_wh = inputs.energy_now_wh.min(inputs.capacity_wh);
     let forecast_start = inputs.forecast.first().map(|slot| slot.start);
-
-    let mut allowance_wh = (energy_now_wh - reserve_wh).max(0.0);
-    let mut clipped_so_far_wh = 0.0;
-    let mut projected_min_wh = energy_now_wh;
-    let mut projected_min_at = forecast_start;
-    let mut next_full_at = forecast_start.filter(|_| energy_now_wh >= inputs.capacity_wh);
-
-    for point in project_energy(
+    let projection: Vec<ProjectedEnergy> = project_energy(
         energy_now_wh,
         inputs.capacity_wh,
         inputs.essential_load_w,
         inputs.forecast,
-    ) {
-        clipped_so_far_wh += point.clipped_wh;
-        allowance_wh =
-            allowance_wh.min((point.energy_wh - reserve_wh).max(0.0) + clipped_so_far_wh);
-        if point.energy_wh < projected_min_wh {
-            projected_min_wh = point.energy_wh;
-            projected_min_at = Some(point.at);
-        }
-        if next_full_at.is_none() && point.energy_wh >= inputs.capacity_wh {
-            next_full_at = Some(point.at);
-        }
-    }
+    )
+    .collect();
+    // Lowest energy from now through `points`, "now" included so that an empty or partial
+    // projection still checks the battery as it is.
+    let lowest_wh = |points: &[ProjectedEnergy]| {
+        points
+            .iter()
+            .map(|point| point.energy_wh)
+            .fold(energy_now_wh, f64::min)
+    };
+
+    let reserve_rule_wh =
+        (energy_now_wh - reserve_wh).min(lowest_wh(&projection) - inputs.floor_wh);
+    let free_wh = first_clipping_episode(&projection).map_or(0.0, |episode| {
+        let curtailed_wh: f64 = projection[episode.clone()]
+            .iter()
+            .map(|point| point.clipped_wh)
+            .sum();
+        curtailed_wh.min(lowest_wh(&projection[..episode.end]) - inputs.floor_wh)
+    });
+
+    let (projected_min_wh, projected_min_at) = projection
+        .iter()
+        .fold((energy_now_wh, forecast_start), |lowest, point| {
+            if point.energy_wh < lowest.0 {
+                (point.energy_wh, Some(point.at))
+            } else {
+                lowest
+            }
+        });
+    let next_full_at = if energy_now_wh >= inputs.capacity_wh {
+        forecast_start
+    } else {
+        projection
+            .iter()
+            .find(|point| point.energy_wh >= inputs.capacity_wh)
+            .map(|point| point.at)
+    };
 
     Budget {
-        // `max` also turns a NaN from a broken input into "nothing to spend".
-        spendable_wh: (allowance_wh - inputs.leased_wh).max(0.0),
+        // `max` ignores a NaN operand, and the final `max(0.0)` turns a NaN from a broken
+        // input into "nothing to spend".
+        spendable_wh: (reserve_rule_wh.max(free_wh).max(0.0) - inputs.leased_wh).max(0.0),
         reserve_wh,
+        reserve_rule_wh,
+        free_wh,
         projected_min_wh,
         projected_min_at,
         next_full_at,
     }
+}
+
+/// Indices of the first run of consecutive points at which the full battery throws surplus
+/// away.
+fn first_clipping_episode(projection: &[ProjectedEnergy]) -> Option<Range<usize>> {
+    let start = projection.iter().position(|point| point.clipped_wh > 0.0)?;
+    let length = projection[start..]
+        .iter()
+        .take_while(|point| point.clipped_wh > 0.0)
+        .count();
+    Some(start..start + length)
 }
 
 #[cfg(test)]
@@ -152,8 +198,8 @@ mod tests {
 
     /// A slot-aligned instant, so every test slot is a full 30 minutes.
     const T0: Timestamp = 1_750_000_000 - 1_750_000_000 % SLOT_S;
-    /// Test battery: 100 Wh, 10 Wh floor, 1 W essential load and one day of reserve, so the
-    /// reserve is 24 + 10 = 34 Wh and every slot costs 0.5 Wh.
+    /// Test battery: 100 Wh, 10 Wh floor, 1 W essential load, so every slot costs 0.5 Wh.
+    /// One day of reserve: 24 + 10 = 34 Wh.
     const CAPACITY_WH: f64 = 100.0;
     const FLOOR_WH: f64 = 10.0;
     const RESERVE_WH: f64 = 34.0;
@@ -183,6 +229,12 @@ mod tests {
         std::iter::repeat_n(wh, slots)
     }
 
+    fn projected(energy_now_wh: f64, slots: &[ForecastSlot]) -> Vec<f64> {
+        project_energy(energy_now_wh, CAPACITY_WH, 1.0, slots)
+            .map(|point| point.energy_wh)
+            .collect()
+    }
+
     #[test]
     fn seed_reserve_is_two_days_of_idle_pi_plus_floor() {
         // 2 days × 24 h × 2.7 W = 129.6 Wh; 8 % of 185 Wh = 14.8 Wh never usable.
@@ -191,73 +243,116 @@ mod tests {
     }
 
     #[test]
-    fn full_battery_under_sunny_days_may_spend_everything_above_reserve() {
-        // 12 h of 10 Wh slots (far above the 0.5 Wh load), 12 h dark, twice.
-        let day: Vec<f64> = repeat(10.0, 24).chain(repeat(0.0, 24)).collect();
-        let slots = forecast(&[day.clone(), day].concat());
-        let budget = energy_budget(&inputs(CAPACITY_WH, &slots, 0.0));
-
+    fn sunless_night_above_the_reserve_may_spend_the_headroom_now() {
+        // 12 dark hours from 90 Wh end at 78 Wh, far above the floor: the reserve rule allows
+        // 90 − 34 = 56 Wh, the darkness of the night is not subtracted a second time.
+        let night = forecast(&repeat(0.0, 24).collect::<Vec<_>>());
+        let budget = energy_budget(&inputs(90.0, &night, 0.0));
         assert_eq!(budget.reserve_wh, RESERVE_WH);
-        assert_eq!(budget.spendable_wh, CAPACITY_WH - RESERVE_WH);
-        // Each night draws 24 × 0.5 = 12 Wh from a full battery; the first night is reported.
-        assert_eq!(budget.projected_min_wh, 88.0);
-        assert_eq!(budget.projected_min_at, Some(T0 + 48 * SLOT_S));
-        assert_eq!(budget.next_full_at, Some(T0));
+        assert_eq!(budget.reserve_rule_wh, 56.0);
+        assert_eq!(budget.free_wh, 0.0);
+        assert_eq!(budget.spendable_wh, 56.0);
+        assert_eq!(budget.projected_min_wh, 78.0);
+        assert_eq!(budget.projected_min_at, Some(T0 + 24 * SLOT_S));
+        assert_eq!(budget.next_full_at, None);
     }
 
     #[test]
-    fn sunless_forecast_spends_nothing_once_the_reserve_is_reached() {
+    fn below_the_reserve_without_sun_nothing_is_spendable() {
         let dark = forecast(&repeat(0.0, 96).collect::<Vec<_>>());
-        for energy_now_wh in [RESERVE_WH, 50.0, 81.0] {
-            // 48 h × 1 W = 48 Wh drawn: from 81 Wh or less the projection ends at or below 33.
+        for energy_now_wh in [FLOOR_WH, 30.0, RESERVE_WH] {
             let budget = energy_budget(&inputs(energy_now_wh, &dark, 0.0));
             assert_eq!(budget.spendable_wh, 0.0, "from {energy_now_wh} Wh");
-            assert_eq!(budget.projected_min_wh, energy_now_wh - 48.0);
-            assert_eq!(budget.projected_min_at, Some(T0 + 96 * SLOT_S));
-            assert_eq!(budget.next_full_at, None);
+            assert!(budget.reserve_rule_wh <= 0.0);
         }
-        // From 90 Wh the sunless horizon ends at 42 Wh, 8 Wh above the reserve.
-        assert_eq!(energy_budget(&inputs(90.0, &dark, 0.0)).spendable_wh, 8.0);
+    }
+
+    #[test]
+    fn a_forecast_that_runs_the_battery_down_limits_spending_to_the_floor() {
+        // 48 dark hours draw 48 Wh. From 70 Wh the projection ends at 22 Wh: 12 Wh above the
+        // floor, although the battery holds 36 Wh above the reserve now.
+        let dark = forecast(&repeat(0.0, 96).collect::<Vec<_>>());
+        let budget = energy_budget(&inputs(70.0, &dark, 0.0));
+        assert_eq!(budget.reserve_rule_wh, 12.0);
+        assert_eq!(budget.spendable_wh, 12.0);
+        // From 50 Wh the forecast itself goes 8 Wh below the floor: nothing to spend.
+        let budget = energy_budget(&inputs(50.0, &dark, 0.0));
+        assert_eq!(budget.reserve_rule_wh, -8.0);
+        assert_eq!(budget.spendable_wh, 0.0);
+    }
+
+    #[test]
+    fn full_battery_at_noon_may_spend_the_surplus_it_would_curtail() {
+        // Two and a half days of reserve (60 + 10 = 70 Wh) leave the reserve rule 30 Wh of a
+        // full battery; eight sunny slots each clip 10 Wh of surplus, then 96 dark slots.
+        let slots = forecast(&[repeat(10.5, 8).collect::<Vec<_>>(), repeat(0.0, 96).collect()].concat());
+        let budget = energy_budget(&BudgetInputs {
+            reserve_days: 2.5,
+            ..inputs(CAPACITY_WH, &slots, 0.0)
+        });
+        assert_eq!(budget.reserve_rule_wh, 30.0);
+        assert_eq!(budget.free_wh, 80.0);
+        assert_eq!(budget.spendable_wh, 80.0);
+        assert_eq!(budget.next_full_at, Some(T0));
+
+        // Spending it only delays the fill: full again at the end of the episode, and the
+        // trajectory from there on is the one without spending.
+        let without = projected(CAPACITY_WH, &slots);
+        let with = projected(CAPACITY_WH - budget.spendable_wh, &slots);
+        assert_eq!(with[7], CAPACITY_WH);
+        assert_eq!(with[7..], without[7..]);
+    }
+
+    #[test]
+    fn free_energy_before_dawn_is_limited_by_the_floor_until_the_battery_fills() {
+        // 30 Wh before dawn, below the 34 Wh reserve: four dark slots take it to 28 Wh, then
+        // ten slots of +20 Wh fill it in the fourth and clip 8 + 6 × 20 = 128 Wh. Spending
+        // more than 28 − 10 = 18 Wh now would cross the floor before the sun arrives.
+        let slots = forecast(&[repeat(0.0, 4).collect::<Vec<_>>(), repeat(20.5, 10).collect()].concat());
+        let budget = energy_budget(&inputs(30.0, &slots, 0.0));
+        assert_eq!(budget.reserve_rule_wh, -4.0);
+        assert_eq!(budget.free_wh, 18.0);
+        assert_eq!(budget.spendable_wh, 18.0);
+        assert_eq!(budget.next_full_at, Some(T0 + 8 * SLOT_S));
+
+        let with = projected(30.0 - budget.spendable_wh, &slots);
+        assert_eq!(with[3], FLOOR_WH);
+        assert_eq!(with.last(), Some(&CAPACITY_WH));
+    }
+
+    #[test]
+    fn only_the_first_clipping_episode_is_free() {
+        // Full now; one slot clips 5 Wh, a cloudy slot draws 0.5 Wh and ends the episode, then
+        // a slot that would clip 39.5 Wh more. Spending the later surplus would leave the
+        // battery short after the first episode, so only its 5 Wh are free.
+        let slots = forecast(&[5.5, 0.0, 40.5]);
+        let budget = energy_budget(&BudgetInputs {
+            reserve_days: 3.75,
+            ..inputs(CAPACITY_WH, &slots, 0.0)
+        });
+        // Reserve 90 + 10 = 100 Wh: the reserve rule allows nothing from a full battery.
+        assert_eq!(budget.reserve_rule_wh, 0.0);
+        assert_eq!(budget.free_wh, 5.0);
+        assert_eq!(budget.spendable_wh, 5.0);
     }
 
     #[test]
     fn leases_lower_the_budget_by_exactly_their_energy() {
         let night = forecast(&repeat(0.0, 24).collect::<Vec<_>>());
-        // 12 dark hours from 90 Wh end at 78 Wh: 44 Wh above the reserve.
-        assert_eq!(energy_budget(&inputs(90.0, &night, 0.0)).spendable_wh, 44.0);
         assert_eq!(
             energy_budget(&inputs(90.0, &night, 10.5)).spendable_wh,
-            33.5
+            45.5
         );
         assert_eq!(energy_budget(&inputs(90.0, &night, 60.0)).spendable_wh, 0.0);
     }
 
     #[test]
-    fn clipped_surplus_refunds_spending_only_as_far_as_it_overflowed() {
-        // One bright slot takes 95 Wh to 114.5, clipping 14.5 Wh; then 90 dark slots (45 Wh)
-        // end at 55 Wh. Headroom now is 61 Wh, but spending it would not be refunded by the
-        // 14.5 Wh overflow: the night allows 55 − 34 + 14.5 = 35.5 Wh.
-        let slots = forecast(&[vec![20.0], repeat(0.0, 90).collect()].concat());
-        let budget = energy_budget(&inputs(95.0, &slots, 0.0));
-        assert_eq!(budget.spendable_wh, 35.5);
-        assert_eq!(budget.next_full_at, Some(T0 + SLOT_S));
-
-        // Spending exactly the budget leaves the projection touching the reserve, never below.
-        let after_spending = project_energy(95.0 - budget.spendable_wh, CAPACITY_WH, 1.0, &slots)
-            .map(|point| point.energy_wh)
-            .fold(f64::INFINITY, f64::min);
-        assert!(
-            (after_spending - RESERVE_WH).abs() < 1e-9,
-            "{after_spending}"
+    fn broken_energy_estimate_spends_nothing() {
+        let night = forecast(&repeat(0.0, 24).collect::<Vec<_>>());
+        assert_eq!(
+            energy_budget(&inputs(f64::NAN, &night, 0.0)).spendable_wh,
+            0.0
         );
-    }
-
-    #[test]
-    fn large_overflow_makes_later_dips_irrelevant() {
-        // The bright slot clips 55 Wh, more than the night dip needs: only the energy above
-        // the reserve now (95 − 34) limits spending.
-        let slots = forecast(&[vec![60.5], repeat(0.0, 90).collect()].concat());
-        assert_eq!(energy_budget(&inputs(95.0, &slots, 0.0)).spendable_wh, 61.0);
     }
 
     #[test]

@@ -355,7 +355,6 @@ impl PowerManager {
         let inputs = ModeInputs {
             soc_low: self.soc_low(),
             spendable_wh: budget.spendable_wh,
-            energy_above_reserve_wh: self.soc.energy_wh() - budget.reserve_wh,
         };
         events.extend(self.modes.observe(now, &inputs).map(Event::ModeChanged));
         events
@@ -426,15 +425,16 @@ impl PowerManager {
 
     /// When a node shutting down at `now` should be woken: the end of the first forecast slot
     /// at which the battery, drawing only the sleep load, is projected back above the
-    /// critical exit threshold; clamped to the policy's sleep limits, and the longest sleep
-    /// if the forecast never gets there.
+    /// shutdown exit threshold (the level at which the mode machine lets it leave Shutdown);
+    /// clamped to the policy's sleep limits, and the longest sleep if the forecast never gets
+    /// there.
     pub fn wake_time(&self, now: Timestamp) -> Timestamp {
         let capacity_wh = self.soc.capacity_wh();
         let modes = &self.config.modes;
         let policy = &self.config.policy;
         let recovered_at = first_time_above(
             self.soc_low() * capacity_wh,
-            (modes.critical_soc + modes.soc_hysteresis) * capacity_wh,
+            (modes.shutdown_soc + modes.soc_hysteresis) * capacity_wh,
             capacity_wh,
             policy.sleep_load_w,
             &self.forecaster.forecast(now, FORECAST_HORIZON_S),

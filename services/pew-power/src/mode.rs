@@ -23,9 +23,9 @@ use crate::chemistry::ConfigError;
 pub enum Mode {
     /// Energy to spare: tasks run within the budget.
     Normal,
-    /// Energy is tight: only short tasks that fit the budget.
+    /// Energy is tight (little or nothing spendable): only short tasks that fit the budget.
     Eco,
-    /// The battery is low or living on its reserve: no tasks, essential services only.
+    /// The battery itself is low: no tasks, essential services only.
     Critical,
     /// The battery is nearly empty: halt and wait for the wake alarm.
     Shutdown,
@@ -74,6 +74,10 @@ const MAX_DEBOUNCE_S: i64 = 3600;
 
 /// When to change modes; TOML section `[modes]`. State-of-charge thresholds apply to the low
 /// estimate (SoC minus its uncertainty), so an unsure estimator errs towards saving energy.
+///
+/// Only the state of charge can make the node Critical or shut it down. A thin budget makes it
+/// Eco at worst: when nothing is spendable the budget refuses every request anyway, and a node
+/// whose battery is healthy but whose reserve is spoken for still has to keep its services up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case", default)]
 pub struct ModeThresholds {
@@ -87,7 +91,7 @@ pub struct ModeThresholds {
     pub soc_hysteresis: f64,
     /// Below this spendable budget (Wh) the node only takes short tasks.
     pub eco_budget_wh: f64,
-    /// Added to the Wh thresholds (eco budget, reserve) to leave the mode they guard.
+    /// Added to the eco budget threshold to leave Eco, Wh.
     pub budget_hysteresis_wh: f64,
     /// How long a change must be called for without interruption before it happens.
     pub debounce_s: i64,
@@ -179,8 +183,6 @@ pub struct ModeInputs {
     pub soc_low: f64,
     /// Energy that may be spent now, Wh (see [`crate::budget::Budget::spendable_wh`]).
     pub spendable_wh: f64,
-    /// Energy in the battery minus the reserve, Wh; negative when living on the reserve.
-    pub energy_above_reserve_wh: f64,
 }
 
 /// A change of mode and the number that caused it.
@@ -255,14 +257,7 @@ impl ModeMachine {
     /// Non-finite inputs (a broken estimator) are ignored entirely: they neither change the
     /// mode nor reset the debounce timers.
     pub fn observe(&mut self, now: Timestamp, inputs: &ModeInputs) -> Option<Transition> {
-        if ![
-            inputs.soc_low,
-            inputs.spendable_wh,
-            inputs.energy_above_reserve_wh,
-        ]
-        .iter()
-        .all(|value| value.is_finite())
-        {
+        if !(inputs.soc_low.is_finite() && inputs.spendable_wh.is_finite()) {
             return None;
         }
         let current = self.state.mode;
@@ -293,7 +288,9 @@ impl ModeMachine {
     }
 
     /// The mode the numbers call for, given the current mode: worse as soon as an entry
-    /// threshold is crossed, better only as far as the exit thresholds allow.
+    /// threshold is crossed, better only as far as the exit thresholds allow. Each mode's exit
+    /// threshold guards only that mode: Shutdown is left for Critical once the low SoC clears
+    /// `shutdown_soc + soc_hysteresis`, without waiting for the critical exit threshold.
     fn wanted_mode(&self, inputs: &ModeInputs) -> Mode {
         let current = self.state.mode;
         let entered = indicated_mode(&triggers(&self.thresholds, Margin::Entry), inputs);
@@ -351,8 +348,6 @@ enum Margin {
 enum Trigger {
     /// The low SoC estimate is below `threshold`.
     SocBelow { threshold: f64 },
-    /// Nothing is spendable and the battery holds no more than `margin_wh` above the reserve.
-    OnReserve { margin_wh: f64 },
     /// The spendable budget is below `threshold_wh`.
     BudgetBelow { threshold_wh: f64 },
 }
@@ -361,9 +356,6 @@ impl Trigger {
     fn holds(self, inputs: &ModeInputs) -> bool {
         match self {
             Trigger::SocBelow { threshold } => inputs.soc_low < threshold,
-            Trigger::OnReserve { margin_wh } => {
-                inputs.spendable_wh <= margin_wh && inputs.energy_above_reserve_wh <= margin_wh
-            }
             Trigger::BudgetBelow { threshold_wh } => inputs.spendable_wh < threshold_wh,
         }
     }
@@ -371,7 +363,7 @@ impl Trigger {
 
 /// Every trigger with the mode it calls for, least severe mode first and, within a mode, the
 /// state of charge first because it is the number operators look at.
-fn triggers(thresholds: &ModeThresholds, margin: Margin) -> [(Mode, Trigger); 5] {
+fn triggers(thresholds: &ModeThresholds, margin: Margin) -> [(Mode, Trigger); 4] {
     let (soc_margin, wh_margin) = match margin {
         Margin::Entry => (0.0, 0.0),
         Margin::Exit => (thresholds.soc_hysteresis, thresholds.budget_hysteresis_wh),
@@ -393,12 +385,6 @@ fn triggers(thresholds: &ModeThresholds, margin: Margin) -> [(Mode, Trigger); 5]
             Mode::Critical,
             Trigger::SocBelow {
                 threshold: thresholds.critical_soc + soc_margin,
-            },
-        ),
-        (
-            Mode::Critical,
-            Trigger::OnReserve {
-                margin_wh: wh_margin,
             },
         ),
         (
@@ -437,10 +423,6 @@ fn entry_reason(thresholds: &ModeThresholds, to: Mode, inputs: &ModeInputs) -> S
             inputs.soc_low * 100.0,
             percent(threshold)
         ),
-        Some((_, Trigger::OnReserve { .. })) => format!(
-            "battery {:.2} Wh into the reserve with nothing spendable",
-            -inputs.energy_above_reserve_wh
-        ),
         Some((mode, Trigger::BudgetBelow { threshold_wh })) => format!(
             "spendable budget {:.2} Wh below {mode} threshold {threshold_wh} Wh",
             inputs.spendable_wh
@@ -466,10 +448,6 @@ fn exit_reason(thresholds: &ModeThresholds, to: Mode, inputs: &ModeInputs) -> St
                 inputs.soc_low * 100.0,
                 percent(threshold)
             ),
-            Trigger::OnReserve { margin_wh } => format!(
-                "energy {:.2} Wh above the reserve (exit margin {margin_wh} Wh)",
-                inputs.energy_above_reserve_wh
-            ),
             Trigger::BudgetBelow { threshold_wh } => format!(
                 "spendable budget {:.2} Wh at or above {left} exit threshold {threshold_wh} Wh",
                 inputs.spendable_wh
@@ -491,12 +469,11 @@ mod tests {
         ModeMachine::new(ModeThresholds::default(), None)
     }
 
-    /// Plenty of budget and energy: only the SoC decides.
+    /// Plenty of budget: only the SoC decides.
     fn soc(soc_low: f64) -> ModeInputs {
         ModeInputs {
             soc_low,
             spendable_wh: 50.0,
-            energy_above_reserve_wh: 50.0,
         }
     }
 
@@ -586,8 +563,7 @@ mod tests {
         assert_eq!((change.from, change.to), (Mode::Critical, Mode::Eco));
         assert_eq!(
             change.reason,
-            "state of charge 30.0 % (low estimate) at or above critical exit threshold 25 %, \
-             energy 50.00 Wh above the reserve (exit margin 2 Wh)"
+            "state of charge 30.0 % (low estimate) at or above critical exit threshold 25 %"
         );
 
         // Normal needs 45 % and a budget of at least 7 Wh.
@@ -662,27 +638,58 @@ mod tests {
     }
 
     #[test]
-    fn living_on_the_reserve_is_critical_and_a_thin_budget_is_eco() {
+    fn an_empty_budget_is_eco_never_critical() {
         let mut machine = machine();
-        let on_reserve = ModeInputs {
+        // A healthy battery whose energy is all spoken for by the reserve: tasks are refused by
+        // the budget, but the node keeps its services up in Eco for as long as it likes.
+        let nothing_spendable = ModeInputs {
             soc_low: 0.70,
             spendable_wh: 0.0,
-            energy_above_reserve_wh: -3.3,
         };
-        let changes = run(&mut machine, T0, 60 + STEP_S, on_reserve);
-        assert_eq!(changes[0].1.to, Mode::Critical);
+        let changes = run(&mut machine, T0, 6 * 3600, nothing_spendable);
+        let summary: Vec<(Mode, Mode)> = changes
+            .iter()
+            .map(|(_, change)| (change.from, change.to))
+            .collect();
+        assert_eq!(summary, [(Mode::Normal, Mode::Eco)]);
         assert_eq!(
             changes[0].1.reason,
-            "battery 3.30 Wh into the reserve with nothing spendable"
+            "spendable budget 0.00 Wh below eco threshold 5 Wh"
         );
 
+        // Back to Normal only once the budget clears 5 + 2 Wh.
         let thin_budget = ModeInputs {
             soc_low: 0.70,
-            spendable_wh: 4.0,
-            energy_above_reserve_wh: 4.0,
+            spendable_wh: 6.5,
         };
-        let changes = run(&mut machine, T0 + 600, 60 + STEP_S, thin_budget);
-        assert_eq!(changes[0].1.to, Mode::Eco);
+        assert!(run(&mut machine, T0 + 6 * 3600, 600, thin_budget).is_empty());
+        let recovered = ModeInputs {
+            soc_low: 0.70,
+            spendable_wh: 7.0,
+        };
+        let changes = run(&mut machine, T0 + 6 * 3600 + 600, 600, recovered);
+        assert_eq!(changes.len(), 1);
+        assert_eq!((changes[0].1.from, changes[0].1.to), (Mode::Eco, Mode::Normal));
+    }
+
+    #[test]
+    fn shutdown_is_left_at_its_own_exit_threshold() {
+        let mut machine = machine();
+        run(&mut machine, T0, 60 + STEP_S, soc(0.05));
+        assert_eq!(machine.mode(), Mode::Shutdown);
+
+        // 12 % clears the 8 % entry but not the 13 % exit threshold: still Shutdown.
+        assert!(run(&mut machine, T0 + 70, 600, soc(0.12)).is_empty());
+        // 13.5 % is enough for Critical, although the critical exit threshold (25 %) is far.
+        let changes = run(&mut machine, T0 + 670, 600, soc(0.135));
+        assert_eq!(changes.len(), 1);
+        let (at, change) = &changes[0];
+        assert_eq!(*at, T0 + 730);
+        assert_eq!((change.from, change.to), (Mode::Shutdown, Mode::Critical));
+        assert_eq!(
+            change.reason,
+            "state of charge 13.5 % (low estimate) at or above shutdown exit threshold 13 %"
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub fn run(area: Area) -> Result<()> {
 /// Runs the release pew-powerd as on a node (5 s samples, real-time clock, simulated hardware)
 /// and reads its memory and CPU time from /proc.
 fn power(seconds: u64) -> Result<()> {
+    crate::host::ensure_tools()?;
     let bin = process::build_binaries(&["pew-powerd"], "release")?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("powerd.toml");

@@ -1,6 +1,7 @@
 //! `cargo xtask`: pew's one entry point for building, running, simulating, benchmarking and testing.
 
 mod bench;
+mod host;
 mod node;
 mod process;
 mod sim;
@@ -57,6 +58,9 @@ fn main() -> Result<()> {
 
 /// Unit tests, bus tests on a private dbus-daemon, and doc tests, for the whole workspace.
 fn test() -> Result<()> {
+    host::ensure_tools()?;
+    host::ensure_nextest()?;
+    host::ensure_test_operator()?;
     process::cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])?;
     process::cargo(&["test", "--workspace", "--doc"])
 }

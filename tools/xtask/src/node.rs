@@ -32,6 +32,7 @@ pub struct NodeArgs {
 const SERVICES: [&str; 1] = ["pew-powerd"];
 
 pub fn run(args: NodeArgs) -> Result<()> {
+    crate::host::ensure_tools()?;
     let bin = process::build_binaries(&["pew-powerd", "pewctl"], "dev")?;
     let dir = process::workspace_root().join(&args.dir);
     std::fs::create_dir_all(&dir)?;

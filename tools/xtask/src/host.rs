@@ -1,0 +1,72 @@
+//! What the host needs for the dev node and the tests, installed when missing, so that the
+//! README's two commands work on a fresh Debian or Ubuntu machine.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+
+/// Commands the dev node and tests run, with the Debian package that provides each.
+const TOOLS: [(&str, &str); 2] = [("dbus-daemon", "dbus-daemon"), ("setpriv", "util-linux")];
+
+/// The unprivileged member of group `pew` the policy test calls as.
+const TEST_OPERATOR: &str = "pew-operator";
+
+fn present(command: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {command}")).output().is_ok_and(|o| o.status.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// Runs a command as root: directly when we are root, through sudo otherwise.
+fn as_root(program: &str, args: &[&str]) -> Result<()> {
+    let mut command = if is_root() {
+        Command::new(program)
+    } else if present("sudo") {
+        let mut sudo = Command::new("sudo");
+        sudo.arg(program);
+        sudo
+    } else {
+        bail!("{program} {} needs root and sudo is not installed", args.join(" "));
+    };
+    let status = command.args(args).env("DEBIAN_FRONTEND", "noninteractive").status().with_context(|| format!("cannot run {program}"))?;
+    ensure!(status.success(), "{program} {} failed: {status}", args.join(" "));
+    Ok(())
+}
+
+/// Installs the Debian packages behind any missing tool.
+pub fn ensure_tools() -> Result<()> {
+    let missing: Vec<&str> = TOOLS.iter().filter(|(command, _)| !present(command)).map(|(_, package)| *package).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("installing {}", missing.join(" "));
+    as_root("apt-get", &["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    as_root("apt-get", &args)
+}
+
+/// cargo-nextest runs each test in its own process, which the bus tests rely on for isolation.
+pub fn ensure_nextest() -> Result<()> {
+    let installed = Command::new("cargo").args(["nextest", "--version"]).output().is_ok_and(|o| o.status.success());
+    if !installed {
+        crate::process::cargo(&["install", "--locked", "cargo-nextest"])?;
+    }
+    Ok(())
+}
+
+/// Group `pew` and a member of it, for the test that the shipped D-Bus policy lets group
+/// members call mutating methods. Only created when we may (root), as the image does with
+/// sysusers; otherwise that half of the test reports itself as not run.
+pub fn ensure_test_operator() -> Result<()> {
+    let exists = |database: &str, name: &str| Command::new("getent").args([database, name]).output().is_ok_and(|o| o.status.success());
+    if exists("passwd", TEST_OPERATOR) || !is_root() {
+        return Ok(());
+    }
+    if !exists("group", pew_bus::OPERATOR_GROUP) {
+        as_root("groupadd", &["--system", pew_bus::OPERATOR_GROUP])?;
+    }
+    as_root("useradd", &["--system", "--no-create-home", "--user-group", "--groups", pew_bus::OPERATOR_GROUP, TEST_OPERATOR])
+}
