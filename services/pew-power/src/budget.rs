@@ -11,11 +11,17 @@
 //!   reserve is checked once, now, rather than at every projected point: a point in the
 //!   middle of a forecast night already has that night's darkness subtracted, so demanding the
 //!   full sunless-days reserve there as well would count the same darkness twice.
-//! * **Free-energy rule.** `x ≤` the surplus the projection throws away in its first clipping
-//!   episode (the first run of slots in which the full battery cannot take the sun), and
-//!   `x ≤ min (e(t) − floor)` up to the end of that episode: the spending only delays the
-//!   battery's fill, and after the episode the trajectory is the same as without it. Energy
-//!   that would otherwise be curtailed is never worth keeping.
+//! * **Free-energy rule.** While the battery is charging towards a full charge, `x ≤` the
+//!   surplus the projection throws away in its first clipping episode (the first run of
+//!   slots in which the full battery cannot take the sun), and `x ≤ min (e(t) − floor)` up
+//!   to the end of that episode: the spending only delays the battery's fill, and after the
+//!   episode the trajectory is the same as without it. Energy that would otherwise be
+//!   curtailed is never worth keeping. The rule applies only when the projection rises all
+//!   the way from now to the episode, i.e. the sun that fills the battery is already
+//!   shining: an episode beyond a night is a bet on tomorrow's weather (the day-ahead
+//!   forecast is off by a third on average), and spending the reserve on it overnight leaves
+//!   a node facing a cloudy spell with an empty battery. Across a night only the reserve rule
+//!   spends.
 //!
 //! The spendable budget is the larger allowance, less the energy already leased, and never
 //! negative.
@@ -141,7 +147,9 @@ pub fn energy_budget(inputs: &BudgetInputs) -> Budget {
 
     let reserve_rule_wh =
         (energy_now_wh - reserve_wh).min(lowest_wh(&projection) - inputs.floor_wh);
-    let free_wh = first_clipping_episode(&projection).map_or(0.0, |episode| {
+    let free_wh = first_clipping_episode(&projection)
+        .filter(|episode| charges_until(energy_now_wh, &projection[..episode.start]))
+        .map_or(0.0, |episode| {
         let curtailed_wh: f64 = projection[episode.clone()]
             .iter()
             .map(|point| point.clipped_wh)
@@ -167,10 +175,15 @@ pub fn energy_budget(inputs: &BudgetInputs) -> Budget {
             .map(|point| point.at)
     };
 
+    // `f64::min` and `max` ignore a NaN operand, so a broken energy estimate would otherwise
+    // pass for a full battery above.
+    let allowance_wh = if inputs.energy_now_wh.is_nan() {
+        0.0
+    } else {
+        reserve_rule_wh.max(free_wh).max(0.0)
+    };
     Budget {
-        // `max` ignores a NaN operand, and the final `max(0.0)` turns a NaN from a broken
-        // input into "nothing to spend".
-        spendable_wh: (reserve_rule_wh.max(free_wh).max(0.0) - inputs.leased_wh).max(0.0),
+        spendable_wh: (allowance_wh - inputs.leased_wh).max(0.0),
         reserve_wh,
         reserve_rule_wh,
         free_wh,
@@ -178,6 +191,17 @@ pub fn energy_budget(inputs: &BudgetInputs) -> Budget {
         projected_min_at,
         next_full_at,
     }
+}
+
+/// Whether the projection never falls from `energy_now_wh` through `points`: the battery is
+/// charging all the way, so the sun that will fill it is already shining.
+fn charges_until(energy_now_wh: f64, points: &[ProjectedEnergy]) -> bool {
+    points
+        .iter()
+        .try_fold(energy_now_wh, |previous_wh, point| {
+            (point.energy_wh >= previous_wh).then_some(point.energy_wh)
+        })
+        .is_some()
 }
 
 /// Indices of the first run of consecutive points at which the full battery throws surplus
@@ -304,20 +328,32 @@ mod tests {
     }
 
     #[test]
-    fn free_energy_before_dawn_is_limited_by_the_floor_until_the_battery_fills() {
-        // 30 Wh before dawn, below the 34 Wh reserve: four dark slots take it to 28 Wh, then
-        // ten slots of +20 Wh fill it in the fourth and clip 8 + 6 × 20 = 128 Wh. Spending
-        // more than 28 − 10 = 18 Wh now would cross the floor before the sun arrives.
-        let slots = forecast(&[repeat(0.0, 4).collect::<Vec<_>>(), repeat(20.5, 10).collect()].concat());
+    fn free_energy_in_the_morning_is_limited_by_the_floor_until_the_battery_fills() {
+        // 30 Wh in the morning, below the 34 Wh reserve, charging at +20 Wh a slot: full in
+        // the fourth slot, clipping 10 + 5 × 20 = 110 Wh. More than 30 − 10 = 20 Wh spent now
+        // would cross the floor before the sun has made up for it.
+        let slots = forecast(&repeat(20.5, 9).collect::<Vec<_>>());
         let budget = energy_budget(&inputs(30.0, &slots, 0.0));
         assert_eq!(budget.reserve_rule_wh, -4.0);
-        assert_eq!(budget.free_wh, 18.0);
-        assert_eq!(budget.spendable_wh, 18.0);
-        assert_eq!(budget.next_full_at, Some(T0 + 8 * SLOT_S));
+        assert_eq!(budget.free_wh, 20.0);
+        assert_eq!(budget.spendable_wh, 20.0);
+        assert_eq!(budget.next_full_at, Some(T0 + 4 * SLOT_S));
 
         let with = projected(30.0 - budget.spendable_wh, &slots);
-        assert_eq!(with[3], FLOOR_WH);
-        assert_eq!(with.last(), Some(&CAPACITY_WH));
+        assert_eq!(with[..5], [30.0, 50.0, 70.0, 90.0, CAPACITY_WH]);
+    }
+
+    #[test]
+    fn surplus_beyond_a_night_is_not_free() {
+        // 80 Wh in the evening: 24 dark slots take it to 68 Wh, then the sun would clip 128 Wh
+        // tomorrow. Spending on that forecast overnight would be a bet on tomorrow's weather:
+        // only the reserve rule's 80 − 34 = 46 Wh are spendable.
+        let slots = forecast(&[repeat(0.0, 24).collect::<Vec<_>>(), repeat(20.5, 8).collect()].concat());
+        let budget = energy_budget(&inputs(80.0, &slots, 0.0));
+        assert_eq!(budget.free_wh, 0.0);
+        assert_eq!(budget.reserve_rule_wh, 46.0);
+        assert_eq!(budget.spendable_wh, 46.0);
+        assert!(budget.next_full_at.is_some());
     }
 
     #[test]

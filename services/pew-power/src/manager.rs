@@ -813,6 +813,44 @@ mod tests {
     }
 
     #[test]
+    fn a_halted_node_is_woken_once_it_may_leave_shutdown() {
+        // The seed node, halted at 5 % on a December evening, allowed to sleep for two days.
+        let config = PowerConfig {
+            policy: Policy {
+                max_sleep_s: 2 * 86_400,
+                ..Policy::default()
+            },
+            ..PowerConfig::default()
+        };
+        let mut empty = TestBattery::new(&config.battery, 0.05);
+        let mut manager = PowerManager::new(config.clone(), None, WINTER_EVENING);
+        manager.observe(WINTER_EVENING, empty.run(0, 0.0, 0.0));
+        let wake_at = manager.wake_time(WINTER_EVENING);
+
+        // Replaying the forecast from the low SoC estimate (0: a cold start knows the SoC only
+        // to ±15 %) at the sleep load: the alarm is the first slot end at or above the
+        // shutdown exit level (8 + 5 = 13 %), well before the battery would clear the critical
+        // exit level (25 %).
+        let status = manager.status();
+        let low_wh = (status.soc_percent - status.soc_uncertainty_percent).max(0.0) / 100.0
+            * status.capacity_wh;
+        let level_at = |soc: f64| {
+            first_time_above(
+                low_wh,
+                soc * status.capacity_wh,
+                status.capacity_wh,
+                config.policy.sleep_load_w,
+                &status.forecast,
+            )
+        };
+        assert_eq!(Some(wake_at), level_at(0.13));
+        assert!(level_at(0.25).is_some_and(|critical_exit_at| critical_exit_at > wake_at));
+        // Through the night and into the morning: not before sunrise, not at the limit.
+        assert!(wake_at > WINTER_EVENING + 12 * 3600, "{wake_at}");
+        assert!(wake_at < WINTER_EVENING + config.policy.max_sleep_s);
+    }
+
+    #[test]
     fn seed_defaults_validate_and_sections_can_be_partial() {
         assert_eq!(PowerConfig::default().validate(), Ok(()));
         let parsed: Result<PowerConfig, _> = serde_json::from_str(

@@ -6,8 +6,11 @@
 //!   so a voltage on a flat stretch of the OCV curve barely moves it;
 //! * the end of a charge (charger at its CV set point, current tapered below C/20), which
 //!   resets the SoC to 100 %;
-//! * after a stretch we did not observe (daemon stopped, node powered off), the IR-compensated
-//!   voltage, fused the same way with a deliberately pessimistic uncertainty.
+//! * after a stretch we did not observe, the IR-compensated voltage of the first sample. A gap
+//!   longer than the chemistry's rest time means the node was halted, the pack resting at a
+//!   trickle, so that sample is read as an OCV taken under the Pi's boot load and anchors the
+//!   estimate like a rested voltage; after a shorter gap (daemon restarted) the pack may still
+//!   be polarised and the voltage gets a deliberately pessimistic uncertainty.
 //!
 //! The SoC change counted between two anchors that are far apart re-learns the capacity.
 //! Uncertainty is a 1 σ figure in SoC units; it grows with every ampere-hour counted and with
@@ -49,9 +52,13 @@ const MAX_UNCERTAINTY: f64 = 0.288_675_134_594_812_9;
 /// Extra voltage error (per cell) of a terminal voltage under load or just after it, once the
 /// I·R drop is removed: diffusion polarisation that only a long rest lets decay.
 const UNRESTED_POLARISATION_SIGMA_V: f64 = 0.03;
-/// Floor for the uncertainty of a voltage-only estimate (cold start, after a gap): the load
-/// history before the first sample is unknown, so even a steep OCV region gets no better.
+/// Floor for the uncertainty of a voltage-only estimate (cold start, after a short gap): the
+/// load history before the first sample is unknown, so even a steep OCV region gets no better.
 const VOLTAGE_ESTIMATE_MIN_UNCERTAINTY: f64 = 0.15;
+/// Extra voltage error (per cell) of the first sample after a power-off, once the I·R drop is
+/// removed: the pack rested while the node was halted, but the sample is taken with the Pi
+/// booting (~1.4 A from the seed bank, C/37), whose polarisation has had seconds to build.
+const BOOT_LOAD_POLARISATION_SIGMA_V: f64 = 0.02;
 
 /// A voltage whose implied SoC is at least this trustworthy may end or start a capacity
 /// measurement.
@@ -206,7 +213,10 @@ impl SocEstimator {
     }
 
     /// After an unobserved interval the counted SoC is stale by an unknown amount: widen its
-    /// uncertainty by what could have happened, then let the voltage pull it.
+    /// uncertainty by what could have happened, then let the voltage pull it. After a gap long
+    /// enough for the pack to have rested, the voltage is an OCV reading; where the OCV curve
+    /// is too flat to tell anything (LiFePO4 plateau), or after a short gap, it is only the
+    /// pessimistic voltage estimate.
     fn recover_from_gap(&mut self, elapsed_s: i64, pack_v: f64, pack_a: f64) {
         let unobserved = if elapsed_s > 0 {
             elapsed_s as f64 * UNOBSERVED_SOC_RATE_PER_S
@@ -219,6 +229,15 @@ impl SocEstimator {
         self.state.capacity_span = None;
         self.state.rest = None;
         self.state.taper_since = None;
+        let rested = elapsed_s > self.spec.chemistry.rest_before_ocv_s();
+        let boot_voltage_sigma_v = self
+            .spec
+            .chemistry
+            .rested_voltage_sigma_v()
+            .hypot(BOOT_LOAD_POLARISATION_SIGMA_V);
+        if rested && self.anchor_on_open_circuit_voltage(pack_v, pack_a, boot_voltage_sigma_v) {
+            return;
+        }
         let (soc, uncertainty) = self.voltage_estimate(pack_v, pack_a);
         self.fuse(soc, uncertainty);
     }
@@ -276,23 +295,35 @@ impl SocEstimator {
             return;
         }
         rest.anchored = true;
-        self.anchor_on_rested_voltage(pack_v, pack_a);
+        let rested_sigma_v = self.spec.chemistry.rested_voltage_sigma_v();
+        self.anchor_on_open_circuit_voltage(pack_v, pack_a, rested_sigma_v);
     }
 
-    fn anchor_on_rested_voltage(&mut self, pack_v: f64, pack_a: f64) {
+    /// Reads the IR-compensated voltage as an OCV known to within `voltage_sigma_v` per cell
+    /// and fuses the SoC it implies, unless the chemistry says a rested voltage tells nothing
+    /// there. A confident reading also ends the running capacity measurement and starts the
+    /// next. Returns whether the voltage was used.
+    fn anchor_on_open_circuit_voltage(
+        &mut self,
+        pack_v: f64,
+        pack_a: f64,
+        voltage_sigma_v: f64,
+    ) -> bool {
         let chemistry = self.spec.chemistry;
         let ocv_soc =
             chemistry.soc_from_open_circuit_voltage(self.spec.compensated_cell_v(pack_v, pack_a));
         let confidence = chemistry.ocv_confidence(ocv_soc);
         if confidence <= 0.0 {
-            return;
+            return false;
         }
-        let ocv_uncertainty =
-            chemistry.soc_sigma_from_voltage_sigma(ocv_soc, chemistry.rested_voltage_sigma_v());
+        let ocv_uncertainty = chemistry
+            .soc_sigma_from_voltage_sigma(ocv_soc, voltage_sigma_v)
+            .min(MAX_UNCERTAINTY);
         self.fuse(ocv_soc, ocv_uncertainty);
         if confidence >= CAPACITY_ANCHOR_MIN_CONFIDENCE {
             self.close_capacity_span(ocv_soc);
         }
+        true
     }
 
     fn track_end_of_charge(&mut self, now: Timestamp, pack_v: f64, pack_a: f64) {
@@ -513,7 +544,6 @@ mod tests {
         pack.charge_to_full(&mut estimator, 10.0);
         pack.run(&mut estimator, -5.0, 3 * 3600);
         let before = estimator.soc();
-        let uncertainty_before = estimator.uncertainty();
         // Three hours later, same current and same voltage: had the 5 A been integrated over
         // the gap, the SoC would have fallen by 30 %.
         pack.now += 3 * 3600;
@@ -523,30 +553,101 @@ mod tests {
             "{before} -> {}",
             estimator.soc()
         );
-        assert!(estimator.uncertainty() > uncertainty_before + 0.05);
     }
 
+    /// The Pi 4 booting draws ~5 W from the seed bank's 3.7 V cell side.
+    const BOOT_A: f64 = -1.35;
+
     #[test]
-    fn after_a_gap_the_voltage_takes_over() {
-        let (mut pack, mut estimator) = started_at(li_ion(), 0.3);
+    fn after_a_power_off_the_first_sample_is_a_rested_reading() {
+        let spec = li_ion();
+        let (mut pack, mut estimator) = started_at(spec.clone(), 0.5);
         pack.charge_to_full(&mut estimator, 10.0);
-        pack.run(&mut estimator, -5.0, 3 * 3600);
-        assert!((estimator.soc() - 0.7).abs() < 0.01);
-        // Powered off overnight while something else drained the pack to 40 %. Ten unseen hours
-        // leave the count worth less than the voltage, which now carries most of the weight.
-        pack.soc = 0.4;
+        // 40 Ah out of 50: the count says 20 % when the node halts.
+        pack.run(&mut estimator, -5.0, 8 * 3600);
+        let counted = estimator.soc();
+        assert!((counted - 0.2).abs() < 0.01, "{counted}");
+
+        // Ten hours halted, during which the pack lost 5 % more than counted; the first sample
+        // is taken under the boot load.
+        pack.soc = 0.15;
         pack.now += 10 * 3600;
-        estimator.update(pack.now, pack.terminal_v(-0.8), -0.8);
-        let prior_variance = MAX_UNCERTAINTY.powi(2);
-        let voltage_variance = VOLTAGE_ESTIMATE_MIN_UNCERTAINTY.powi(2);
-        let expected = 0.7 + prior_variance / (prior_variance + voltage_variance) * (0.4 - 0.7);
+        estimator.update(pack.now, pack.terminal_v(BOOT_A), BOOT_A);
+
+        // The widened count knows nothing any more; the voltage, read on the steep part of the
+        // Li-ion curve, is worth a few points.
+        let voltage_sigma_v = spec
+            .chemistry
+            .rested_voltage_sigma_v()
+            .hypot(BOOT_LOAD_POLARISATION_SIGMA_V);
+        let ocv_sigma = spec
+            .chemistry
+            .soc_sigma_from_voltage_sigma(0.15, voltage_sigma_v);
+        let weight = MAX_UNCERTAINTY.powi(2) / (MAX_UNCERTAINTY.powi(2) + ocv_sigma.powi(2));
+        let expected = counted + weight * (0.15 - counted);
         assert!(
-            (estimator.soc() - expected).abs() < 0.01,
+            (estimator.soc() - expected).abs() < 1e-6,
             "{} vs {expected}",
             estimator.soc()
         );
-        assert!(estimator.soc() < 0.5);
-        assert!(estimator.uncertainty() < VOLTAGE_ESTIMATE_MIN_UNCERTAINTY);
+        assert!((estimator.soc() - 0.15).abs() < 0.002);
+        let uncertainty = estimator.uncertainty();
+        assert!((0.02..0.05).contains(&uncertainty), "{uncertainty}");
+        // A reading this good starts a new capacity measurement.
+        let span_start = estimator.state().capacity_span.map(|span| span.start_soc);
+        assert!(
+            span_start.is_some_and(|soc| (soc - 0.15).abs() < 1e-6),
+            "{span_start:?}"
+        );
+    }
+
+    #[test]
+    fn after_a_power_off_the_lifepo4_plateau_still_tells_little() {
+        let (mut pack, mut estimator) = started_at(lifepo4(), 0.3);
+        pack.charge_to_full(&mut estimator, 5.0);
+        // 3 Ah out of 10: the count says 70 % when the node halts.
+        pack.run(&mut estimator, -3.0, 3600);
+        assert!((estimator.soc() - 0.7).abs() < 0.01);
+        // Halted overnight; the pack is really at 50 %, like the count in the plateau.
+        pack.soc = 0.5;
+        pack.now += 10 * 3600;
+        estimator.update(pack.now, pack.terminal_v(BOOT_A), BOOT_A);
+        assert!(
+            estimator.uncertainty() > VOLTAGE_ESTIMATE_MIN_UNCERTAINTY,
+            "{}",
+            estimator.uncertainty()
+        );
+        // The voltage barely pulls: the estimate stays nearer the count than the truth.
+        assert!(estimator.soc() > 0.55, "{}", estimator.soc());
+        assert_eq!(estimator.state().capacity_span, None);
+    }
+
+    #[test]
+    fn after_a_short_gap_the_voltage_is_only_a_pessimistic_estimate() {
+        let (mut pack, mut estimator) = started_at(li_ion(), 0.3);
+        pack.charge_to_full(&mut estimator, 10.0);
+        pack.run(&mut estimator, -5.0, 3 * 3600);
+        let counted = estimator.soc();
+        assert!((counted - 0.7).abs() < 0.01);
+        // The daemon restarted after 20 minutes, shorter than the 30-minute rest: the pack may
+        // still be polarised, so the voltage only counts with the pessimistic floor.
+        let gap_s = 1200;
+        let prior_sigma = (estimator.uncertainty() + gap_s as f64 * UNOBSERVED_SOC_RATE_PER_S)
+            .min(MAX_UNCERTAINTY);
+        pack.soc = 0.6;
+        pack.now += gap_s;
+        estimator.update(pack.now, pack.terminal_v(-5.0), -5.0);
+        let prior_variance = prior_sigma.powi(2);
+        let voltage_variance = VOLTAGE_ESTIMATE_MIN_UNCERTAINTY.powi(2);
+        let expected =
+            counted + prior_variance / (prior_variance + voltage_variance) * (0.6 - counted);
+        assert!(
+            (estimator.soc() - expected).abs() < 1e-6,
+            "{} vs {expected}",
+            estimator.soc()
+        );
+        assert!(estimator.uncertainty() < prior_sigma);
+        assert!(estimator.uncertainty() > 0.05);
     }
 
     #[test]

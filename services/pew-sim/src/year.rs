@@ -423,6 +423,11 @@ struct Simulation {
     history_days: i64,
     day: Day,
     report: YearReport,
+    /// How long a running node observes before it acts on a Shutdown mode, s: pew-powerd's
+    /// grace after boot, twice the mode debounce.
+    shutdown_grace_s: i64,
+    /// The first observation since the node (re)started; the grace runs from there.
+    observing_since: Option<Timestamp>,
 }
 
 impl Simulation {
@@ -470,12 +475,14 @@ impl Simulation {
         let report = YearReport::empty(config.clone(), &node);
         Ok(Self {
             config: config.clone(),
+            shutdown_grace_s: 2 * power_config.modes.debounce_s,
             power_config,
             state: NodeState::Running(Box::new(manager)),
             worker: Worker::new(config.load_w - config.idle_w),
             forecaster: ForecastJudge::new(forecaster),
             baseline: ForecastJudge::new(SlotAverage::new(history_days)),
             history_days: i64::try_from(history_days).unwrap_or(i64::MAX),
+            observing_since: None,
             day: Day::default(),
             node,
             report,
@@ -512,6 +519,7 @@ impl Simulation {
         };
         let manager = PowerManager::new(self.power_config.clone(), Some((**saved).clone()), now);
         self.state = NodeState::Running(Box::new(manager));
+        self.observing_since = None;
     }
 
     /// The node's draw for the step starting at `now`, and its compute share, W.
@@ -563,7 +571,15 @@ impl Simulation {
     }
 
     /// What the node does after a step: a running node reports to its manager and halts when
-    /// told to; any node whose power failed is dark until the pack recovers.
+    /// told to, once past pew-powerd's grace after boot; any node whose power failed is dark
+    /// until the pack recovers.
+    ///
+    /// pew-powerd samples every few seconds, so by the end of its grace the mode machine has
+    /// seen enough samples for a debounce to run out and a woken node whose battery recovered
+    /// has already left Shutdown. A simulation step is longer than the grace: counted from
+    /// boot, the grace would be over at the first observation, which alone cannot complete a
+    /// debounce, and every woken node would go straight back to sleep. The grace therefore
+    /// runs from the first observation after boot.
     fn react(&mut self, step: &NodeStep) {
         let end = self.node.clock();
         let next = match &mut self.state {
@@ -576,6 +592,7 @@ impl Simulation {
             }
             NodeState::Running(manager) => {
                 manager.observe(end, step.measurement);
+                let observing_since = *self.observing_since.get_or_insert(end);
                 let estimated_pct = manager.status().soc_percent;
                 let true_pct = self.node.battery().soc() * 100.0;
                 let report = &mut self.report;
@@ -583,7 +600,8 @@ impl Simulation {
                 report.max_soc_error_pct = report
                     .max_soc_error_pct
                     .max((estimated_pct - true_pct).abs());
-                (manager.mode() == Mode::Shutdown).then(|| {
+                let grace_over = end - observing_since >= self.shutdown_grace_s;
+                (manager.mode() == Mode::Shutdown && grace_over).then(|| {
                     self.worker.stop(manager, end);
                     self.report.shutdowns += 1;
                     let wake_at = manager.wake_time(end);
@@ -887,6 +905,23 @@ mod tests {
             "sleeping must outlast the night"
         );
         assert!(report.mode_hours[mode_index(Mode::Shutdown)] > 0.0);
+    }
+
+    #[test]
+    fn woken_node_stays_up_once_the_sun_has_recharged_it() {
+        // Started at 9 %, unsure of its SoC after a cold start: the node halts at once and
+        // sleeps until the sun has lifted the pack past the shutdown exit level. Woken, it
+        // must get pew-powerd's grace to see that, not halt again at its first observation.
+        let config = YearConfig {
+            initial_soc: 0.09,
+            ..YearConfig::default()
+        };
+        let report = three_days(SiteName::Greensboro, config);
+        assert_physically_sane(&report);
+        assert!(report.shutdowns >= 1);
+        assert_eq!(report.brownout_events, 0);
+        let up_h: f64 = report.mode_hours[..3].iter().sum();
+        assert!(up_h > 36.0, "up {up_h} h of 72: {:?}", report.mode_hours);
     }
 
     #[test]

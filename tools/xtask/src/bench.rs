@@ -51,7 +51,7 @@ fn power(seconds: u64) -> Result<()> {
     let figures = result?;
     println!("pew-powerd (release, simulated hardware, 5 s samples), {} s measured after a 5 s warm-up", seconds);
     println!("  RSS median        {:>8.2} MB  (max {:.2} MB, {} samples)", figures.rss_median_mb, figures.rss_max_mb, figures.samples);
-    println!("  CPU per hour      {:>8.3} s", figures.cpu_s_per_hour);
+    println!("  CPU per hour      {:>8.3} s  (median of {} s windows)", figures.cpu_s_per_hour, WINDOW.as_secs());
     Ok(())
 }
 
@@ -62,25 +62,38 @@ struct Figures {
     cpu_s_per_hour: f64,
 }
 
+/// Length of one CPU measurement window; the figure is the median over windows, so a single
+/// burst (a state save, a forecast refresh at a slot boundary) does not decide it.
+const WINDOW: Duration = Duration::from_secs(10);
+
 fn measure(daemon: &Child, duration: Duration) -> Result<Figures> {
     let proc_dir = Path::new("/proc").join(daemon.id().to_string());
     // Start-up (state load, first forecast) is not idle running.
     std::thread::sleep(Duration::from_secs(5));
-    let cpu_start = cpu_seconds(&proc_dir)?;
     let started = Instant::now();
     let mut rss = Vec::new();
+    let mut cpu_rates = Vec::new();
     while started.elapsed() < duration {
-        rss.push(rss_mb(&proc_dir)?);
-        std::thread::sleep(Duration::from_secs(1));
+        let window_start = Instant::now();
+        let cpu_start = cpu_seconds(&proc_dir)?;
+        while window_start.elapsed() < WINDOW {
+            rss.push(rss_mb(&proc_dir)?);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let cpu = cpu_seconds(&proc_dir)? - cpu_start;
+        cpu_rates.push(cpu / window_start.elapsed().as_secs_f64() * 3600.0);
     }
-    let cpu = cpu_seconds(&proc_dir)? - cpu_start;
-    rss.sort_by(f64::total_cmp);
     Ok(Figures {
-        rss_median_mb: rss[rss.len() / 2],
-        rss_max_mb: rss[rss.len() - 1],
+        rss_median_mb: median(&mut rss),
+        rss_max_mb: rss.iter().copied().fold(0.0, f64::max),
         samples: rss.len(),
-        cpu_s_per_hour: cpu / started.elapsed().as_secs_f64() * 3600.0,
+        cpu_s_per_hour: median(&mut cpu_rates),
     })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn rss_mb(proc_dir: &Path) -> Result<f64> {
@@ -94,23 +107,14 @@ fn rss_mb(proc_dir: &Path) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
-/// User plus system CPU time from /proc/<pid>/stat (fields 14 and 15, in clock ticks).
+/// CPU time of all the process's threads, in seconds, from the scheduler's nanosecond counters
+/// (/proc/<pid>/task/*/schedstat, first field): /proc's utime and stime count 10 ms ticks, too
+/// coarse for a daemon that uses milliseconds a minute.
 fn cpu_seconds(proc_dir: &Path) -> Result<f64> {
-    let stat = std::fs::read_to_string(proc_dir.join("stat")).context("process gone")?;
-    // The command name (field 2) may contain spaces; fields are counted after its ')'.
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).context("malformed stat")?;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |index: usize| -> Result<f64> { fields.get(index).and_then(|f| f.parse::<f64>().ok()).context("malformed stat") };
-    // After ')' the first field is field 3 (state), so utime (14) is index 11 and stime (15) 12.
-    Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    let mut nanoseconds = 0.0;
+    for task in std::fs::read_dir(proc_dir.join("task")).context("process gone")? {
+        let schedstat = std::fs::read_to_string(task?.path().join("schedstat")).unwrap_or_default();
+        nanoseconds += schedstat.split_whitespace().next().and_then(|ns| ns.parse::<f64>().ok()).unwrap_or(0.0);
+    }
+    Ok(nanoseconds / 1e9)
 }
