@@ -69,8 +69,8 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigEr
     toml::from_str(text).map_err(|e| {
         let (line, key) = match e.span() {
             Some(span) => {
-                let line = line_of_offset(text, span.start);
-                (Some(line), key_at_line(text, line, e.message()))
+                let (line, key) = key_at_line(text, line_of_offset(text, span.start), e.message());
+                (Some(line), key)
             }
             None => (None, None),
         };
@@ -99,30 +99,34 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
 }
 
 /// The dotted key defined on `line`: the enclosing `[table]` header plus the key before `=`.
-/// For an unknown-field error on a table header itself, the field named in the message.
-fn key_at_line(text: &str, line: usize, message: &str) -> Option<String> {
+/// Serde reports an unknown field of a table (or of an internally tagged enum) at the table's
+/// header; then the key is the table plus the field the message names, and the line is moved to
+/// where that field is written.
+fn key_at_line(text: &str, line: usize, message: &str) -> (usize, Option<String>) {
     let mut table = String::new();
     for (index, raw) in text.lines().enumerate() {
         let content = strip_comment(raw).trim();
         if let Some(header) = table_header(content) {
             table = header.to_owned();
         }
-        if index + 1 == line {
-            if let Some((key, _)) = content.split_once('=') {
-                return Some(join_key(&table, key.trim()));
-            }
-            if table_header(content).is_some() {
-                return unknown_field_name(message)
-                    .map(|field| {
-                        let parent = table.rsplit_once('.').map_or("", |(p, _)| p);
-                        join_key(parent, field)
-                    })
-                    .or(Some(table));
-            }
-            return None;
+        if index + 1 != line {
+            continue;
         }
+        if let Some((key, _)) = content.split_once('=') {
+            return (line, Some(join_key(&table, key.trim())));
+        }
+        if table_header(content).is_none() {
+            return (line, None);
+        }
+        let Some(field) = unknown_field_name(message) else { return (line, Some(table)) };
+        // `[batery]` itself is the unknown field of its parent.
+        if table.rsplit('.').next() == Some(field) {
+            return (line, Some(table));
+        }
+        let key = join_key(&table, field);
+        return (line_of_key(text, &key).unwrap_or(line), Some(key));
     }
-    None
+    (line, None)
 }
 
 fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
@@ -223,6 +227,29 @@ mod tests {
         let (location, _) = error_of("[battery]\ncapacity_wh = 1.0\n[batery]\ncells = 2\n");
         assert_eq!(location.line, Some(3));
         assert_eq!(location.key.as_deref(), Some("batery"));
+    }
+
+    #[test]
+    fn unknown_key_reported_at_its_table_header_is_moved_to_its_own_line() {
+        #[derive(Debug, Deserialize)]
+        #[serde(tag = "kind", deny_unknown_fields)]
+        enum Source {
+            #[serde(rename = "ina219")]
+            Ina219 { #[allow(dead_code)] address: u8 },
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct WithSource {
+            source: Source,
+        }
+        let text = "[source]\nkind = \"ina219\"\naddress = 0x40\nshunt = 3\n";
+        match parse::<WithSource>(Path::new("p.toml"), text) {
+            Err(ConfigError::Invalid { location, .. }) => {
+                assert_eq!(location.key.as_deref(), Some("source.shunt"));
+                assert_eq!(location.line, Some(4));
+            }
+            other => panic!("expected an invalid-config error, got {other:?}"),
+        }
     }
 
     #[test]

@@ -31,6 +31,11 @@ impl ConfigError {
         &self.key
     }
 
+    /// What the value must be, with the rejected value, e.g. `must be > 0, got -3`.
+    pub fn requirement(&self) -> &str {
+        &self.requirement
+    }
+
     /// Accepts finite values strictly above zero. NaN is rejected too, because every
     /// comparison with it is false.
     pub fn require_positive(key: &str, value: f64) -> Result<(), Self> {
@@ -195,7 +200,7 @@ fn interpolate(xs: &[f64], ys: &[f64], x: f64) -> f64 {
 
 /// The battery as configured in the `[battery]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[serde(deny_unknown_fields, rename_all = "snake_case", default)]
 pub struct BatterySpec {
     /// Cell chemistry.
     pub chemistry: Chemistry,

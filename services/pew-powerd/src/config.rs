@@ -198,7 +198,7 @@ impl PowerdConfig {
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
-        self.power().validate().map_err(|e| (e.key().to_owned(), e.to_string()))?;
+        self.power().validate().map_err(|e| (e.key().to_owned(), e.requirement().to_owned()))?;
         let positive = |key: &str, value: f64| {
             if value.is_finite() && value > 0.0 {
                 Ok(())
@@ -216,5 +216,69 @@ impl PowerdConfig {
             return Err(("simulation.site".into(), format!("unknown site {:?}; known: greensboro, sand-point", self.simulation.site)));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<PowerdConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("powerd.toml");
+        std::fs::write(&path, text).unwrap();
+        PowerdConfig::load(&path)
+    }
+
+    #[test]
+    fn shipped_example_is_valid_and_describes_the_seed_hardware() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays/etc/pew/powerd.toml");
+        let config = PowerdConfig::load(&example).unwrap();
+        assert_eq!(config.battery, BatterySpec::default());
+        assert_eq!(config.policy, Policy::default());
+        assert_eq!(config.modes, ModeThresholds::default());
+        match config.source {
+            SourceConfig::Ina219 { battery, solar, .. } => {
+                assert_eq!(battery.address, 0x40);
+                assert_eq!(solar.map(|s| s.address), Some(0x41));
+            }
+            other => panic!("the example uses INA219s, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_file_means_the_simulated_defaults() {
+        let config = PowerdConfig::load(Path::new("/nonexistent/powerd.toml")).unwrap();
+        assert_eq!(config, PowerdConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_in_a_source_is_named_with_its_line() {
+        let error = load_text("[source]\nkind = \"ina219\"\nbattery = { address = 0x40, shunt_ohm = 0.1, max_current_a = 2.0 }\nshunt = 3\n").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("line 4") || message.contains("line 1"), "{message}");
+        assert!(message.contains("shunt"), "{message}");
+    }
+
+    #[test]
+    fn impossible_value_is_rejected_naming_file_line_and_key() {
+        let error = load_text("# the seed bank\n[battery]\ncapacity_wh = -185.0\n").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("powerd.toml line 3 key `battery.capacity_wh`"), "{message}");
+    }
+
+    #[test]
+    fn unknown_simulation_site_is_rejected() {
+        let message = load_text("[simulation]\nsite = \"atlantis\"\n").unwrap_err().to_string();
+        assert!(message.contains("simulation.site") && message.contains("atlantis"), "{message}");
+    }
+
+    #[test]
+    fn hex_addresses_and_hwmon_sources_parse() {
+        let config = load_text("[source]\nkind = \"hwmon\"\nbattery = { name = \"ina226\", i2c_bus = 1, address = 0x44 }\n").unwrap();
+        match config.source {
+            SourceConfig::Hwmon { battery, solar: None, .. } => assert_eq!(battery.address, Some(0x44)),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -423,8 +423,8 @@ struct Simulation {
     history_days: i64,
     day: Day,
     report: YearReport,
-    /// How long a running node observes before it acts on a Shutdown mode, s: pew-powerd's
-    /// grace after boot, twice the mode debounce.
+    /// How long a woken node on its way out of Shutdown stays up before it acts on a Shutdown
+    /// mode, s: pew-powerd's grace after boot, twice the mode debounce.
     shutdown_grace_s: i64,
     /// The first observation since the node (re)started; the grace runs from there.
     observing_since: Option<Timestamp>,
@@ -571,15 +571,16 @@ impl Simulation {
     }
 
     /// What the node does after a step: a running node reports to its manager and halts when
-    /// told to, once past pew-powerd's grace after boot; any node whose power failed is dark
-    /// until the pack recovers.
+    /// told to, unless it has just booted and is on its way out of Shutdown; any node whose
+    /// power failed is dark until the pack recovers.
     ///
-    /// pew-powerd samples every few seconds, so by the end of its grace the mode machine has
-    /// seen enough samples for a debounce to run out and a woken node whose battery recovered
-    /// has already left Shutdown. A simulation step is longer than the grace: counted from
-    /// boot, the grace would be over at the first observation, which alone cannot complete a
-    /// debounce, and every woken node would go straight back to sleep. The grace therefore
-    /// runs from the first observation after boot.
+    /// pew-powerd acts on a Shutdown mode only after a grace of twice the debounce since boot,
+    /// sampling every few seconds meanwhile, so a woken node whose battery has recovered leaves
+    /// Shutdown within the grace. A simulation step is longer than the grace, and a single
+    /// observation cannot complete a debounce: a woken node whose manager has started leaving
+    /// Shutdown (a change to a milder mode pending) is therefore kept up for the grace,
+    /// counted from its first observation, while one whose battery is still low halts after
+    /// one step, as it would after the daemon's grace.
     fn react(&mut self, step: &NodeStep) {
         let end = self.node.clock();
         let next = match &mut self.state {
@@ -600,8 +601,10 @@ impl Simulation {
                 report.max_soc_error_pct = report
                     .max_soc_error_pct
                     .max((estimated_pct - true_pct).abs());
-                let grace_over = end - observing_since >= self.shutdown_grace_s;
-                (manager.mode() == Mode::Shutdown && grace_over).then(|| {
+                let in_grace = end - observing_since < self.shutdown_grace_s;
+                let halting = manager.mode() == Mode::Shutdown
+                    && !(in_grace && is_leaving_shutdown(&manager.state()));
+                halting.then(|| {
                     self.worker.stop(manager, end);
                     self.report.shutdowns += 1;
                     let wake_at = manager.wake_time(end);
@@ -680,6 +683,15 @@ fn validate(config: &YearConfig) -> Result<(), SimError> {
         ));
     }
     Ok(())
+}
+
+/// Whether the mode machine has started the debounce of a change out of Shutdown.
+fn is_leaving_shutdown(state: &PowerState) -> bool {
+    state
+        .mode
+        .pending
+        .iter()
+        .any(|change| change.to < Mode::Shutdown)
 }
 
 fn mode_index(mode: Mode) -> usize {
