@@ -13,6 +13,7 @@ use pew_devbus::DevBus;
 struct Node {
     daemon: Child,
     bus: DevBus,
+    config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -30,15 +31,17 @@ impl Node {
         )
         .unwrap();
         let bus = DevBus::start().expect("dbus-daemon (package dbus-daemon) must be installed");
-        let daemon = Command::new(env!("CARGO_BIN_EXE_pew-powerd"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--bus")
-            .arg(bus.address())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        Node { daemon, bus, _dir: dir }
+        let daemon = spawn_daemon(&config, &bus);
+        Node { daemon, bus, config, _dir: dir }
+    }
+
+    /// Stops the daemon with `signal` ("KILL" for a power cut, "TERM" for systemd) and starts it
+    /// again on the same state directory.
+    fn restart_after(&mut self, signal: &str) {
+        let pid = self.daemon.id().to_string();
+        assert!(Command::new("kill").args(["-s", signal, &pid]).status().unwrap().success());
+        self.daemon.wait().unwrap();
+        self.daemon = spawn_daemon(&self.config, &self.bus);
     }
 
     async fn connect(&self) -> zbus::Connection {
@@ -75,6 +78,17 @@ impl Drop for Node {
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
     }
+}
+
+fn spawn_daemon(config: &Path, bus: &DevBus) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_pew-powerd"))
+        .arg("--config")
+        .arg(config)
+        .arg("--bus")
+        .arg(bus.address())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// `id <flag> <user>`: a user's numeric uid or primary gid.
@@ -169,16 +183,10 @@ async fn properties_follow_the_draining_battery_through_shutdown_and_wake() {
 
 #[tokio::test]
 async fn leases_are_granted_listed_and_released_on_a_sunny_day() {
-    // Noon in June with a full battery: energy to spare.
-    let node = Node::start("start = 1781712000\nspeed = 1.0\ninitial_soc = 1.0");
+    let node = Node::start(SUNNY_NOON_FULL);
     let connection = node.connect().await;
     let power = PowerProxy::new(&connection).await.unwrap();
-    // Let the first measurements arrive, then wait for a spendable budget.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while power.budget_wh().await.unwrap() < 2.0 {
-        assert!(Instant::now() < deadline, "no budget on a sunny day with a full battery");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_budget(&power, 2.0).await;
     let before = power.budget_wh().await.unwrap();
     let grant = power.request_budget(1.5, 1800, "test task").await.unwrap();
     assert!(grant.granted, "{grant:?}");
@@ -190,6 +198,48 @@ async fn leases_are_granted_listed_and_released_on_a_sunny_day() {
     assert!(power.release_budget(&grant.lease_id).await.unwrap());
     assert!(!power.release_budget(&grant.lease_id).await.unwrap(), "a lease is released once");
     assert!(power.list_leases().await.unwrap().is_empty());
+}
+
+/// Noon in June (Greensboro) with a full battery: energy to spare.
+const SUNNY_NOON_FULL: &str = "start = 1781712000\nspeed = 1.0\ninitial_soc = 1.0";
+
+async fn wait_for_budget(power: &PowerProxy<'_>, wh: f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while power.budget_wh().await.unwrap() < wh {
+        assert!(Instant::now() < deadline, "no {wh} Wh budget on a sunny day with a full battery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_power_cut_loses_no_lease_and_is_told_apart_from_a_clean_restart() {
+    let mut node = Node::start(SUNNY_NOON_FULL);
+    let connection = node.connect().await;
+    let power = PowerProxy::new(&connection).await.unwrap();
+    wait_for_budget(&power, 2.0).await;
+    let grant = power.request_budget(1.0, 3600, "survives a power cut").await.unwrap();
+    assert!(grant.granted, "{grant:?}");
+    drop(power);
+    drop(connection);
+
+    // SIGKILL: the process gets no chance to save anything, as when the power fails.
+    node.restart_after("KILL");
+    let connection = node.connect().await;
+    let power = PowerProxy::new(&connection).await.unwrap();
+    assert_eq!(power.wake_reason().await.unwrap(), "power-restored");
+    let leases = power.list_leases().await.unwrap();
+    assert_eq!(leases.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), [grant.lease_id.as_str()]);
+    let second = power.request_budget(0.5, 600, "after restart").await.unwrap();
+    assert_ne!(second.lease_id, grant.lease_id, "lease ids stay unique across restarts");
+    drop(power);
+    drop(connection);
+
+    // SIGTERM: what systemd sends on reboot; the state says so at the next start.
+    node.restart_after("TERM");
+    let connection = node.connect().await;
+    let power = PowerProxy::new(&connection).await.unwrap();
+    assert_eq!(power.wake_reason().await.unwrap(), "reboot");
+    assert_eq!(power.list_leases().await.unwrap().len(), if second.granted { 2 } else { 1 });
 }
 
 fn is_access_denied(output: &Output) -> bool {

@@ -841,6 +841,7 @@ impl fmt::Display for YearReport {
 mod tests {
     use super::*;
     use crate::plot::render_svg;
+    use pew_power::mode::ModeState;
     use crate::weather::SiteName;
 
     fn three_days(site: SiteName, config: YearConfig) -> YearReport {
@@ -920,20 +921,44 @@ mod tests {
     }
 
     #[test]
-    fn woken_node_stays_up_once_the_sun_has_recharged_it() {
-        // Started at 9 %, unsure of its SoC after a cold start: the node halts at once and
-        // sleeps until the sun has lifted the pack past the shutdown exit level. Woken, it
-        // must get pew-powerd's grace to see that, not halt again at its first observation.
+    fn woken_node_with_a_recovered_battery_leaves_shutdown_instead_of_halting_again() {
+        let weather = Weather::site(SiteName::Greensboro).expect("shipped weather parses");
         let config = YearConfig {
-            initial_soc: 0.09,
+            initial_soc: 0.6,
             ..YearConfig::default()
         };
-        let report = three_days(SiteName::Greensboro, config);
-        assert_physically_sane(&report);
-        assert!(report.shutdowns >= 1);
-        assert_eq!(report.brownout_events, 0);
-        let up_h: f64 = report.mode_hours[..3].iter().sum();
-        assert!(up_h > 36.0, "up {up_h} h of 72: {:?}", report.mode_hours);
+        let mut simulation = Simulation::new(&weather, &config).expect("valid configuration");
+        for _ in 0..12 {
+            simulation.step();
+        }
+        // Put the node to sleep as if it had shut down, with an alarm due now; the battery it
+        // wakes up to is at 60 %, far above the shutdown exit level.
+        let NodeState::Running(manager) = &simulation.state else {
+            panic!("a 60 % battery keeps the node running");
+        };
+        let mut saved = manager.state();
+        saved.mode = ModeState {
+            mode: Mode::Shutdown,
+            pending: Vec::new(),
+        };
+        simulation.state = NodeState::Asleep {
+            wake_at: simulation.node.clock(),
+            saved: Box::new(saved),
+        };
+
+        // One observation cannot complete the debounce out of Shutdown, yet the node must stay
+        // up, as pew-powerd does during its grace; the next observation leaves Shutdown.
+        simulation.step();
+        let NodeState::Running(manager) = &simulation.state else {
+            panic!("the woken node halted again at its first observation");
+        };
+        assert_eq!(manager.mode(), Mode::Shutdown);
+        simulation.step();
+        let NodeState::Running(manager) = &simulation.state else {
+            panic!("the woken node halted during its grace");
+        };
+        assert!(manager.mode() < Mode::Shutdown, "{}", manager.mode());
+        assert_eq!(simulation.report.shutdowns, 0);
     }
 
     #[test]
