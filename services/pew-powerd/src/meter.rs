@@ -26,16 +26,8 @@ pub trait Meter: Send {
 /// [`crate::simulation`], since it also owns the clock.
 pub fn open(config: &SourceConfig) -> Result<Box<dyn Meter>> {
     Ok(match config {
-        SourceConfig::Ina219 { bus, battery, solar } => Box::new(InaMeter {
-            name: "ina219",
-            battery: Channel::new(ina219(bus, battery)?, battery.reversed),
-            solar: solar.as_ref().map(|s| Ok::<_, anyhow::Error>(Channel::new(ina219(bus, s)?, s.reversed))).transpose()?,
-        }),
-        SourceConfig::Ina226 { bus, battery, solar } => Box::new(InaMeter {
-            name: "ina226",
-            battery: Channel::new(ina226(bus, battery)?, battery.reversed),
-            solar: solar.as_ref().map(|s| Ok::<_, anyhow::Error>(Channel::new(ina226(bus, s)?, s.reversed))).transpose()?,
-        }),
+        SourceConfig::Ina219 { bus, battery, solar } => ina_meter("ina219", bus, battery, solar.as_ref(), ina219)?,
+        SourceConfig::Ina226 { bus, battery, solar } => ina_meter("ina226", bus, battery, solar.as_ref(), ina226)?,
         SourceConfig::Hwmon { root, battery, solar } => Box::new(HwmonMeter {
             battery: (hwmon(root, battery)?, battery.reversed),
             solar: solar.as_ref().map(|s| Ok::<_, anyhow::Error>((hwmon(root, s)?, s.reversed))).transpose()?,
@@ -50,7 +42,28 @@ pub fn open(config: &SourceConfig) -> Result<Box<dyn Meter>> {
 
 type Chip = Box<dyn PowerMonitor<BusError = linux_embedded_hal::I2CError> + Send>;
 
-fn ina219(bus: &Path, channel: &InaChannel) -> Result<Chip> {
+fn ina_meter(
+    name: &'static str,
+    bus: &Path,
+    battery: &InaChannel,
+    solar: Option<&InaChannel>,
+    open_chip: fn(I2cdev, &InaChannel) -> Result<Chip>,
+) -> Result<Box<dyn Meter>> {
+    let channel = |channel: &InaChannel| -> Result<Channel> {
+        let i2c = I2cdev::new(bus).with_context(|| format!("cannot open {}", bus.display()))?;
+        let chip = open_chip(i2c, channel).with_context(|| format!("{name} at {:#04x}", channel.address))?;
+        Ok(Channel::new(chip, channel.reversed))
+    };
+    Ok(Box::new(InaMeter { name, battery: channel(battery)?, solar: solar.map(channel).transpose()? }))
+}
+
+/// Programs a monitor (configuration, calibration) and boxes it.
+fn programmed(mut chip: impl PowerMonitor<BusError = linux_embedded_hal::I2CError> + Send + 'static) -> Result<Chip> {
+    chip.init().context("cannot program the chip")?;
+    Ok(Box::new(chip))
+}
+
+fn ina219(i2c: I2cdev, channel: &InaChannel) -> Result<Chip> {
     let config = Ina219Config {
         address: channel.address,
         shunt_ohms: channel.shunt_ohm,
@@ -60,10 +73,7 @@ fn ina219(bus: &Path, channel: &InaChannel) -> Result<Chip> {
         // Averaging 32 samples over ~17 ms smooths the Pi's bursty current draw.
         adc: Adc::Samples32,
     };
-    let i2c = I2cdev::new(bus).with_context(|| format!("cannot open {}", bus.display()))?;
-    let mut chip = Ina219::new(i2c, &config).with_context(|| format!("INA219 at {:#04x}", channel.address))?;
-    chip.init().with_context(|| format!("cannot program INA219 at {:#04x}", channel.address))?;
-    Ok(Box::new(chip))
+    programmed(Ina219::new(i2c, &config)?)
 }
 
 fn smallest_ina219_range(channel: &InaChannel) -> ShuntRange {
@@ -74,7 +84,7 @@ fn smallest_ina219_range(channel: &InaChannel) -> ShuntRange {
         .unwrap_or(ShuntRange::Millivolts320)
 }
 
-fn ina226(bus: &Path, channel: &InaChannel) -> Result<Chip> {
+fn ina226(i2c: I2cdev, channel: &InaChannel) -> Result<Chip> {
     let config = Ina226Config {
         address: channel.address,
         shunt_ohms: channel.shunt_ohm,
@@ -84,10 +94,7 @@ fn ina226(bus: &Path, channel: &InaChannel) -> Result<Chip> {
         bus_conversion: ConversionTime::Us1100,
         shunt_conversion: ConversionTime::Us1100,
     };
-    let i2c = I2cdev::new(bus).with_context(|| format!("cannot open {}", bus.display()))?;
-    let mut chip = Ina226::new(i2c, &config).with_context(|| format!("INA226 at {:#04x}", channel.address))?;
-    chip.init().with_context(|| format!("cannot program INA226 at {:#04x}", channel.address))?;
-    Ok(Box::new(chip))
+    programmed(Ina226::new(i2c, &config)?)
 }
 
 fn hwmon(root: &Path, channel: &HwmonChannel) -> Result<HwmonIna2xx> {

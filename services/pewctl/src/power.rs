@@ -103,8 +103,19 @@ async fn watch(power: &PowerProxy<'_>, json: bool) -> Result<()> {
     }
 }
 
-fn number(report: &Value, key: &str) -> f64 {
-    report.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN)
+/// The power properties `pewctl` shows, read from the JSON form of `GetAll`.
+struct View<'a> {
+    report: &'a Value,
+}
+
+impl View<'_> {
+    fn number(&self, key: &str) -> f64 {
+        self.report.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN)
+    }
+
+    fn text(&self, key: &str) -> &str {
+        self.report.get(key).and_then(Value::as_str).unwrap_or("?")
+    }
 }
 
 /// Forecast energy over the next `hours`, from the `Forecast` property's (start, wh) pairs.
@@ -120,44 +131,38 @@ fn forecast_wh(report: &Value, hours: i64) -> f64 {
 
 /// The one-line summary used by `pewctl status`.
 pub fn headline(report: &Value) -> String {
+    let view = View { report };
     format!(
-        "{mode:<8} SoC {soc:5.1} %  battery {v:5.2} V {a:+6.3} A  solar {solar:5.1} W  load {load:4.1} W  budget {budget:6.1} Wh",
-        mode = report.get("Mode").and_then(Value::as_str).unwrap_or("?"),
-        soc = number(report, "StateOfCharge"),
-        v = number(report, "BatteryVoltage"),
-        a = number(report, "BatteryCurrent"),
-        solar = number(report, "SolarPower"),
-        load = number(report, "LoadPower"),
-        budget = number(report, "BudgetWh"),
+        "{:<8} SoC {:5.1} %  battery {:5.2} V {:+6.3} A  solar {:5.1} W  load {:4.1} W  budget {:6.1} Wh",
+        view.text("Mode"),
+        view.number("StateOfCharge"),
+        view.number("BatteryVoltage"),
+        view.number("BatteryCurrent"),
+        view.number("SolarPower"),
+        view.number("LoadPower"),
+        view.number("BudgetWh"),
     )
 }
 
 fn details(report: &Value) -> String {
-    format!(
-        "mode            {mode}\n\
-         state of charge {soc:.1} % (± {sigma:.1})\n\
-         battery         {v:.2} V, {a:+.3} A\n\
-         solar           {solar:.1} W\n\
-         load            {load:.1} W\n\
-         budget          {budget:.1} Wh (reserve {reserve:.1} Wh of {capacity:.1} Wh)\n\
-         forecast        {f24:.0} Wh next 24 h, {f48:.0} Wh next 48 h\n\
-         source          {source}\n\
-         woke because    {wake}",
-        mode = report.get("Mode").and_then(Value::as_str).unwrap_or("?"),
-        soc = number(report, "StateOfCharge"),
-        sigma = number(report, "StateOfChargeUncertainty"),
-        v = number(report, "BatteryVoltage"),
-        a = number(report, "BatteryCurrent"),
-        solar = number(report, "SolarPower"),
-        load = number(report, "LoadPower"),
-        budget = number(report, "BudgetWh"),
-        reserve = number(report, "ReserveWh"),
-        capacity = number(report, "CapacityWh"),
-        f24 = forecast_wh(report, 24),
-        f48 = forecast_wh(report, 48),
-        source = report.get("Source").and_then(Value::as_str).unwrap_or("?"),
-        wake = report.get("WakeReason").and_then(Value::as_str).unwrap_or("?"),
-    )
+    let view = View { report };
+    [
+        format!("mode            {}", view.text("Mode")),
+        format!("state of charge {:.1} % (± {:.1})", view.number("StateOfCharge"), view.number("StateOfChargeUncertainty")),
+        format!("battery         {:.2} V, {:+.3} A", view.number("BatteryVoltage"), view.number("BatteryCurrent")),
+        format!("solar           {:.1} W", view.number("SolarPower")),
+        format!("load            {:.1} W", view.number("LoadPower")),
+        format!(
+            "budget          {:.1} Wh (reserve {:.1} Wh of {:.1} Wh)",
+            view.number("BudgetWh"),
+            view.number("ReserveWh"),
+            view.number("CapacityWh")
+        ),
+        format!("forecast        {:.0} Wh next 24 h, {:.0} Wh next 48 h", forecast_wh(report, 24), forecast_wh(report, 48)),
+        format!("source          {}", view.text("Source")),
+        format!("woke because    {}", view.text("WakeReason")),
+    ]
+    .join("\n")
 }
 
 #[cfg(test)]
