@@ -150,22 +150,23 @@ pub fn energy_budget(inputs: &BudgetInputs) -> Budget {
     let free_wh = first_clipping_episode(&projection)
         .filter(|episode| charges_until(energy_now_wh, &projection[..episode.start]))
         .map_or(0.0, |episode| {
-        let curtailed_wh: f64 = projection[episode.clone()]
-            .iter()
-            .map(|point| point.clipped_wh)
-            .sum();
-        curtailed_wh.min(lowest_wh(&projection[..episode.end]) - inputs.floor_wh)
-    });
-
-    let (projected_min_wh, projected_min_at) = projection
-        .iter()
-        .fold((energy_now_wh, forecast_start), |lowest, point| {
-            if point.energy_wh < lowest.0 {
-                (point.energy_wh, Some(point.at))
-            } else {
-                lowest
-            }
+            let curtailed_wh: f64 = projection[episode.clone()]
+                .iter()
+                .map(|point| point.clipped_wh)
+                .sum();
+            curtailed_wh.min(lowest_wh(&projection[..episode.end]) - inputs.floor_wh)
         });
+
+    let (projected_min_wh, projected_min_at) =
+        projection
+            .iter()
+            .fold((energy_now_wh, forecast_start), |lowest, point| {
+                if point.energy_wh < lowest.0 {
+                    (point.energy_wh, Some(point.at))
+                } else {
+                    lowest
+                }
+            });
     let next_full_at = if energy_now_wh >= inputs.capacity_wh {
         forecast_start
     } else {
@@ -309,7 +310,13 @@ mod tests {
     fn full_battery_at_noon_may_spend_the_surplus_it_would_curtail() {
         // Two and a half days of reserve (60 + 10 = 70 Wh) leave the reserve rule 30 Wh of a
         // full battery; eight sunny slots each clip 10 Wh of surplus, then 96 dark slots.
-        let slots = forecast(&[repeat(10.5, 8).collect::<Vec<_>>(), repeat(0.0, 96).collect()].concat());
+        let slots = forecast(
+            &[
+                repeat(10.5, 8).collect::<Vec<_>>(),
+                repeat(0.0, 96).collect(),
+            ]
+            .concat(),
+        );
         let budget = energy_budget(&BudgetInputs {
             reserve_days: 2.5,
             ..inputs(CAPACITY_WH, &slots, 0.0)
@@ -348,7 +355,13 @@ mod tests {
         // 80 Wh in the evening: 24 dark slots take it to 68 Wh, then the sun would clip 128 Wh
         // tomorrow. Spending on that forecast overnight would be a bet on tomorrow's weather:
         // only the reserve rule's 80 − 34 = 46 Wh are spendable.
-        let slots = forecast(&[repeat(0.0, 24).collect::<Vec<_>>(), repeat(20.5, 8).collect()].concat());
+        let slots = forecast(
+            &[
+                repeat(0.0, 24).collect::<Vec<_>>(),
+                repeat(20.5, 8).collect(),
+            ]
+            .concat(),
+        );
         let budget = energy_budget(&inputs(80.0, &slots, 0.0));
         assert_eq!(budget.free_wh, 0.0);
         assert_eq!(budget.reserve_rule_wh, 46.0);

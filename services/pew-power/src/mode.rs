@@ -669,7 +669,10 @@ mod tests {
         };
         let changes = run(&mut machine, T0 + 6 * 3600 + 600, 600, recovered);
         assert_eq!(changes.len(), 1);
-        assert_eq!((changes[0].1.from, changes[0].1.to), (Mode::Eco, Mode::Normal));
+        assert_eq!(
+            (changes[0].1.from, changes[0].1.to),
+            (Mode::Eco, Mode::Normal)
+        );
     }
 
     #[test]

@@ -841,8 +841,8 @@ impl fmt::Display for YearReport {
 mod tests {
     use super::*;
     use crate::plot::render_svg;
-    use pew_power::mode::ModeState;
     use crate::weather::SiteName;
+    use pew_power::mode::ModeState;
 
     fn three_days(site: SiteName, config: YearConfig) -> YearReport {
         let weather = Weather::site(site).expect("shipped weather parses");

@@ -61,6 +61,9 @@ fn test() -> Result<()> {
     host::ensure_tools()?;
     host::ensure_nextest()?;
     host::ensure_test_operator()?;
+    // The bus tests drive the real binaries (pewctl beside each service), which nextest does not
+    // build for packages other than the one under test.
+    process::cargo(&["build", "--workspace", "--bins"])?;
     process::cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])?;
     process::cargo(&["test", "--workspace", "--doc"])
 }
