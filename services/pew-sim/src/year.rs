@@ -161,6 +161,8 @@ pub struct YearReport {
     pub initial_energy_wh: f64,
     /// Energy stored in the battery at the end, Wh.
     pub final_energy_wh: f64,
+    /// True state of charge at the end, 0..=1.
+    pub final_soc: f64,
     /// Day-ahead forecast error of pew-power's forecaster.
     pub forecaster_score: ForecastScore,
     /// Day-ahead forecast error of the plain per-slot average.
@@ -213,6 +215,7 @@ impl YearReport {
             battery_loss_wh: 0.0,
             initial_energy_wh,
             final_energy_wh: initial_energy_wh,
+            final_soc: node.battery().soc(),
             forecaster_score: unscored,
             baseline_score: unscored,
         }
@@ -408,6 +411,14 @@ pub fn simulate(weather: &Weather, config: &YearConfig) -> Result<YearReport, Si
         simulation.end_day(day_number);
     }
     Ok(simulation.finish())
+}
+
+/// Runs the year twice and reports the second run, which starts from the battery charge the
+/// first run ended with. A year is a cycle, so an arbitrary starting charge would make the
+/// start-versus-end energy comparison say more about the guess than about the node.
+pub fn simulate_steady(weather: &Weather, config: &YearConfig) -> Result<YearReport, SimError> {
+    let spin_up = simulate(weather, config)?;
+    simulate(weather, &YearConfig { initial_soc: spin_up.final_soc, ..config.clone() })
 }
 
 /// The simulation in progress.
@@ -644,6 +655,7 @@ impl Simulation {
     fn finish(mut self) -> YearReport {
         let report = &mut self.report;
         report.final_energy_wh = self.node.battery().stored_energy_wh();
+        report.final_soc = self.node.battery().soc();
         report.tasks_granted = self.worker.granted;
         report.tasks_refused = self.worker.refused;
         report.forecaster_score = self.forecaster.score();
@@ -847,6 +859,17 @@ mod tests {
     fn three_days(site: SiteName, config: YearConfig) -> YearReport {
         let weather = Weather::site(site).expect("shipped weather parses");
         simulate(&weather, &YearConfig { days: 3, ..config }).expect("valid configuration")
+    }
+
+    #[test]
+    fn steady_run_starts_where_the_spin_up_ended() {
+        let weather = Weather::site(SiteName::Greensboro).expect("shipped weather parses");
+        let config = YearConfig { days: 3, initial_soc: 0.3, ..YearConfig::default() };
+        let spin_up = simulate(&weather, &config).expect("valid configuration");
+        let steady = simulate_steady(&weather, &config).expect("valid configuration");
+        assert!((steady.config.initial_soc - spin_up.final_soc).abs() < 1e-12);
+        assert!((steady.initial_energy_wh - spin_up.final_energy_wh).abs() < 1e-9);
+        assert_physically_sane(&steady);
     }
 
     fn assert_physically_sane(report: &YearReport) {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use pew_power::chemistry::{BatterySpec, Chemistry};
 use pew_sim::plot::render_svg;
 use pew_sim::weather::{SiteName, Weather};
-use pew_sim::year::{YearConfig, simulate};
+use pew_sim::year::{YearConfig, simulate_steady};
 
 use crate::process::workspace_root;
 
@@ -74,7 +74,7 @@ pub fn power(args: PowerArgs) -> Result<()> {
         step_s: args.step_s,
         ..defaults
     };
-    let report = simulate(&weather, &config)?;
+    let report = simulate_steady(&weather, &config)?;
 
     let station = weather.station();
     let title = format!(
