@@ -64,8 +64,9 @@ fn test() -> Result<()> {
     // The bus tests drive the real binaries (pewctl beside each service), which nextest does not
     // build for packages other than the one under test.
     process::cargo(&["build", "--workspace", "--bins"])?;
-    process::cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])?;
-    process::cargo(&["test", "--workspace", "--doc"])
+    // Doc tests first: nextest does not run them, and its summary should be the last word.
+    process::cargo(&["test", "--workspace", "--doc", "--quiet"])?;
+    process::cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])
 }
 
 fn policies() -> Result<()> {
