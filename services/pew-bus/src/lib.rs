@@ -86,14 +86,23 @@ impl Service {
 }
 
 /// Every pew service, in the order `pewctl status` shows them.
-pub const SERVICES: [Service; 4] = [power::SERVICE, sensors::SERVICE, worker::SERVICE, update::SERVICE];
+pub const SERVICES: [Service; 4] = [
+    power::SERVICE,
+    sensors::SERVICE,
+    worker::SERVICE,
+    update::SERVICE,
+];
 
 /// Connects to the bus the node's services live on: the address in [`BUS_ADDRESS_ENV`] when set,
 /// otherwise `address` when given, otherwise the system bus.
 pub async fn connect(address: Option<&str>) -> zbus::Result<Connection> {
     let from_env = std::env::var(BUS_ADDRESS_ENV).ok();
     match address.map(str::to_owned).or(from_env) {
-        Some(address) => zbus::connection::Builder::address(address.as_str()).build().await,
+        Some(address) => {
+            zbus::connection::Builder::address(address.as_str())
+                .build()
+                .await
+        }
         None => Connection::system().await,
     }
 }
@@ -107,7 +116,10 @@ pub async fn serve<I: zbus::object_server::Interface>(
     interface: I,
 ) -> zbus::Result<Connection> {
     let connection = connect(address).await?;
-    connection.object_server().at(service.object_path, interface).await?;
+    connection
+        .object_server()
+        .at(service.object_path, interface)
+        .await?;
     connection.request_name(service.bus_name).await?;
     Ok(connection)
 }
@@ -157,7 +169,10 @@ mod tests {
         assert!(policy.contains(r#"<allow own="org.pew.Power1"/>"#));
         assert!(policy.contains(r#"send_interface="org.pew.Power1" send_member="ListLeases""#));
         assert!(!policy.contains(r#"send_member="RequestBudget""#));
-        let default = policy.split(r#"<policy context="default">"#).nth(1).unwrap();
+        let default = policy
+            .split(r#"<policy context="default">"#)
+            .nth(1)
+            .unwrap();
         assert!(!default.contains("own="), "only root may own the name");
     }
 
@@ -166,7 +181,11 @@ mod tests {
         for service in SERVICES {
             for method in service.read_only_methods {
                 let tag = format!("<method name=\"{method}\"");
-                assert!(service.introspection.contains(&tag), "{} has no {method}", service.bus_name);
+                assert!(
+                    service.introspection.contains(&tag),
+                    "{} has no {method}",
+                    service.bus_name
+                );
             }
         }
     }

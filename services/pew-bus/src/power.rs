@@ -44,7 +44,11 @@ pub struct Grant {
     pub detail: String,
 }
 
-#[proxy(interface = "org.pew.Power1", default_service = "org.pew.Power1", default_path = "/org/pew/Power1")]
+#[proxy(
+    interface = "org.pew.Power1",
+    default_service = "org.pew.Power1",
+    default_path = "/org/pew/Power1"
+)]
 pub trait Power {
     /// Asks for `wh` watt-hours to be spent within `seconds`. Granted energy is held for the
     /// caller until released or until the lease expires, so a crashed client cannot hold it

@@ -11,7 +11,11 @@ pub const SERVICE: crate::Service = crate::Service {
     read_only_methods: &[],
 };
 
-#[proxy(interface = "org.pew.Sensors1", default_service = "org.pew.Sensors1", default_path = "/org/pew/Sensors1")]
+#[proxy(
+    interface = "org.pew.Sensors1",
+    default_service = "org.pew.Sensors1",
+    default_path = "/org/pew/Sensors1"
+)]
 pub trait Sensors {
     /// Takes a sample now, outside the schedule. Mutating: root and group `pew` only.
     fn sample_now(&self) -> zbus::Result<()>;

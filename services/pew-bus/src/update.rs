@@ -11,7 +11,11 @@ pub const SERVICE: crate::Service = crate::Service {
     read_only_methods: &[],
 };
 
-#[proxy(interface = "org.pew.Update1", default_service = "org.pew.Update1", default_path = "/org/pew/Update1")]
+#[proxy(
+    interface = "org.pew.Update1",
+    default_service = "org.pew.Update1",
+    default_path = "/org/pew/Update1"
+)]
 pub trait Update {
     /// Asks the update channel whether a newer bundle exists; returns its version, empty if none.
     /// Mutating (it uses the network and energy).

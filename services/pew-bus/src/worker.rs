@@ -13,7 +13,14 @@ pub const SERVICE: crate::Service = crate::Service {
 };
 
 /// Values of the `State` property.
-pub const STATES: [&str; 6] = ["registering", "idle", "computing", "paused-for-energy", "draining", "error"];
+pub const STATES: [&str; 6] = [
+    "registering",
+    "idle",
+    "computing",
+    "paused-for-energy",
+    "draining",
+    "error",
+];
 
 /// One finished task in the recent history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
@@ -26,7 +33,11 @@ pub struct TaskRecord {
     pub energy_wh: f64,
 }
 
-#[proxy(interface = "org.pew.Worker1", default_service = "org.pew.Worker1", default_path = "/org/pew/Worker1")]
+#[proxy(
+    interface = "org.pew.Worker1",
+    default_service = "org.pew.Worker1",
+    default_path = "/org/pew/Worker1"
+)]
 pub trait Worker {
     /// Stops asking for new work; running work continues. Mutating.
     fn pause(&self) -> zbus::Result<()>;

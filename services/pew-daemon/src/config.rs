@@ -75,7 +75,11 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigEr
             None => (None, None),
         };
         ConfigError::Invalid {
-            location: Location { path: path.to_owned(), line, key },
+            location: Location {
+                path: path.to_owned(),
+                line,
+                key,
+            },
             message: e.message().trim().to_owned(),
         }
     })
@@ -118,7 +122,9 @@ fn key_at_line(text: &str, line: usize, message: &str) -> (usize, Option<String>
         if table_header(content).is_none() {
             return (line, None);
         }
-        let Some(field) = unknown_field_name(message) else { return (line, Some(table)) };
+        let Some(field) = unknown_field_name(message) else {
+            return (line, Some(table));
+        };
         // `[batery]` itself is the unknown field of its parent.
         if table.rsplit('.').next() == Some(field) {
             return (line, Some(table));
@@ -138,10 +144,10 @@ fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
             if table == dotted {
                 return Some(index + 1);
             }
-        } else if let Some((key, _)) = content.split_once('=') {
-            if join_key(&table, key.trim()) == dotted {
-                return Some(index + 1);
-            }
+        } else if let Some((key, _)) = content.split_once('=')
+            && join_key(&table, key.trim()) == dotted
+        {
+            return Some(index + 1);
         }
     }
     None
@@ -160,7 +166,11 @@ fn strip_comment(line: &str) -> &str {
 
 fn join_key(table: &str, key: &str) -> String {
     let key = key.trim_matches('"');
-    if table.is_empty() { key.to_owned() } else { format!("{table}.{key}") }
+    if table.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{table}.{key}")
+    }
 }
 
 fn unknown_field_name(message: &str) -> Option<&str> {
@@ -198,8 +208,11 @@ mod tests {
 
     #[test]
     fn valid_file_parses() {
-        let parsed: Example =
-            parse(Path::new("x.toml"), "name = \"a\"\n[battery]\ncapacity_wh = 185.0\n").unwrap();
+        let parsed: Example = parse(
+            Path::new("x.toml"),
+            "name = \"a\"\n[battery]\ncapacity_wh = 185.0\n",
+        )
+        .unwrap();
         assert_eq!(parsed.battery.capacity_wh, 185.0);
     }
 
@@ -209,9 +222,15 @@ mod tests {
             error_of("name = \"n\"\n\n[battery]\ncapacity_wh = 185.0\ncapacity_mah = 50000\n");
         assert_eq!(location.line, Some(5));
         assert_eq!(location.key.as_deref(), Some("battery.capacity_mah"));
-        assert!(message.contains("unknown field `capacity_mah`"), "{message}");
+        assert!(
+            message.contains("unknown field `capacity_mah`"),
+            "{message}"
+        );
         let shown = ConfigError::Invalid { location, message }.to_string();
-        assert!(shown.starts_with("/etc/pew/powerd.toml line 5 key `battery.capacity_mah`: "), "{shown}");
+        assert!(
+            shown.starts_with("/etc/pew/powerd.toml line 5 key `battery.capacity_mah`: "),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -235,7 +254,10 @@ mod tests {
         #[serde(tag = "kind", deny_unknown_fields)]
         enum Source {
             #[serde(rename = "ina219")]
-            Ina219 { #[allow(dead_code)] address: u8 },
+            Ina219 {
+                #[allow(dead_code)]
+                address: u8,
+            },
         }
         #[derive(Debug, Deserialize)]
         #[allow(dead_code)]
@@ -267,15 +289,29 @@ mod tests {
     #[test]
     fn rejected_value_is_located_by_key() {
         let text = "# comment\n[battery]\n  capacity_wh = -3 # oops\n";
-        let error = rejected(Path::new("p.toml"), text, "battery.capacity_wh", "must be > 0, got -3");
-        assert_eq!(error.to_string(), "p.toml line 3 key `battery.capacity_wh`: must be > 0, got -3");
+        let error = rejected(
+            Path::new("p.toml"),
+            text,
+            "battery.capacity_wh",
+            "must be > 0, got -3",
+        );
+        assert_eq!(
+            error.to_string(),
+            "p.toml line 3 key `battery.capacity_wh`: must be > 0, got -3"
+        );
     }
 
     #[test]
     fn missing_file_is_an_error_unless_defaults_are_allowed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("absent.toml");
-        assert!(matches!(load::<Example>(&path), Err(ConfigError::Read { .. })));
-        assert_eq!(load_or_default::<Example>(&path).unwrap(), Example::default());
+        assert!(matches!(
+            load::<Example>(&path),
+            Err(ConfigError::Read { .. })
+        ));
+        assert_eq!(
+            load_or_default::<Example>(&path).unwrap(),
+            Example::default()
+        );
     }
 }

@@ -75,7 +75,11 @@ impl StateFile {
                 Loaded::Corrupt(format!(
                     "{} does not parse ({e}){}",
                     self.path.display(),
-                    if moved { format!("; kept as {}", aside.display()) } else { String::new() }
+                    if moved {
+                        format!("; kept as {}", aside.display())
+                    } else {
+                        String::new()
+                    }
                 ))
             }
         }
@@ -83,23 +87,36 @@ impl StateFile {
 
     /// Writes `value` atomically and durably.
     pub fn save<T: Serialize>(&self, value: &T) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec_pretty(value)
-            .map_err(|source| StateError::Encode { path: self.path.clone(), source })?;
-        write_atomic(&self.path, &bytes)
-            .map_err(|source| StateError::Write { path: self.path.clone(), source })
+        let bytes = serde_json::to_vec_pretty(value).map_err(|source| StateError::Encode {
+            path: self.path.clone(),
+            source,
+        })?;
+        write_atomic(&self.path, &bytes).map_err(|source| StateError::Write {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
 /// Replaces `path` with `bytes` so that readers and power cuts see the old or the new content.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".tmp");
     let temporary = dir.join(name);
     {
-        let mut file =
-            OpenOptions::new().write(true).create(true).truncate(true).open(&temporary)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temporary)?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }
@@ -129,7 +146,10 @@ mod tests {
     #[test]
     fn missing_file_is_a_cold_start() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(StateFile::new(dir.path().join("x.json")).load::<Counter>(), Loaded::Missing);
+        assert_eq!(
+            StateFile::new(dir.path().join("x.json")).load::<Counter>(),
+            Loaded::Missing
+        );
     }
 
     #[test]
@@ -143,9 +163,15 @@ mod tests {
             Loaded::Corrupt(reason) => assert!(reason.contains("does not parse"), "{reason}"),
             other => panic!("expected corrupt, got {other:?}"),
         }
-        assert_eq!(fs::read(dir.path().join("state.corrupt")).unwrap(), b"{\"count\": 4");
+        assert_eq!(
+            fs::read(dir.path().join("state.corrupt")).unwrap(),
+            b"{\"count\": 4"
+        );
         file.save(&Counter { count: 5 }).unwrap();
-        assert_eq!(file.load::<Counter>().into_option(), Some(Counter { count: 5 }));
+        assert_eq!(
+            file.load::<Counter>().into_option(),
+            Some(Counter { count: 5 })
+        );
     }
 
     #[test]
@@ -156,8 +182,14 @@ mod tests {
         file.save(&Counter { count: 1 }).unwrap();
         // Power failed after the temporary was half written, before the rename.
         fs::write(dir.path().join("state.json.tmp"), b"{\"cou").unwrap();
-        assert_eq!(file.load::<Counter>().into_option(), Some(Counter { count: 1 }));
+        assert_eq!(
+            file.load::<Counter>().into_option(),
+            Some(Counter { count: 1 })
+        );
         file.save(&Counter { count: 2 }).unwrap();
-        assert_eq!(file.load::<Counter>().into_option(), Some(Counter { count: 2 }));
+        assert_eq!(
+            file.load::<Counter>().into_option(),
+            Some(Counter { count: 2 })
+        );
     }
 }

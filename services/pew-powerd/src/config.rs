@@ -140,7 +140,13 @@ pub struct SimulationConfig {
 
 impl Default for SimulationConfig {
     fn default() -> Self {
-        Self { site: "greensboro".into(), speed: 1.0, start: 0, initial_soc: 0.7, idle_w: 2.7 }
+        Self {
+            site: "greensboro".into(),
+            speed: 1.0,
+            start: 0,
+            initial_soc: 0.7,
+            idle_w: 2.7,
+        }
     }
 }
 
@@ -155,7 +161,10 @@ pub struct RtcConfig {
 
 impl Default for RtcConfig {
     fn default() -> Self {
-        Self { device: PathBuf::from("/sys/class/rtc/rtc0"), enabled: true }
+        Self {
+            device: PathBuf::from("/sys/class/rtc/rtc0"),
+            enabled: true,
+        }
     }
 }
 
@@ -170,7 +179,11 @@ pub struct CpufreqConfig {
 
 impl Default for CpufreqConfig {
     fn default() -> Self {
-        Self { root: PathBuf::from("/sys/devices/system/cpu/cpufreq"), eco_max_khz: 600_000, enabled: true }
+        Self {
+            root: PathBuf::from("/sys/devices/system/cpu/cpufreq"),
+            eco_max_khz: 600_000,
+            enabled: true,
+        }
     }
 }
 
@@ -180,10 +193,17 @@ impl PowerdConfig {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => return Err(ConfigError::Read { path: path.to_owned(), source }),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
         };
         let config: Self = file::parse(path, &text)?;
-        config.validate().map_err(|(key, message)| file::rejected(path, &text, &key, message))?;
+        config
+            .validate()
+            .map_err(|(key, message)| file::rejected(path, &text, &key, message))?;
         Ok(config)
     }
 
@@ -198,22 +218,41 @@ impl PowerdConfig {
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
-        self.power().validate().map_err(|e| (e.key().to_owned(), e.requirement().to_owned()))?;
+        self.power()
+            .validate()
+            .map_err(|e| (e.key().to_owned(), e.requirement().to_owned()))?;
         let positive = |key: &str, value: f64| {
             if value.is_finite() && value > 0.0 {
                 Ok(())
             } else {
-                Err((key.to_owned(), format!("must be a positive number, got {value}")))
+                Err((
+                    key.to_owned(),
+                    format!("must be a positive number, got {value}"),
+                ))
             }
         };
         positive("sample_interval_s", self.sample_interval_s)?;
         positive("simulation.speed", self.simulation.speed)?;
         positive("simulation.idle_w", self.simulation.idle_w)?;
         if !(0.0..=1.0).contains(&self.simulation.initial_soc) {
-            return Err(("simulation.initial_soc".into(), format!("must be within 0..1, got {}", self.simulation.initial_soc)));
+            return Err((
+                "simulation.initial_soc".into(),
+                format!("must be within 0..1, got {}", self.simulation.initial_soc),
+            ));
         }
-        if self.simulation.site.parse::<pew_sim::weather::SiteName>().is_err() {
-            return Err(("simulation.site".into(), format!("unknown site {:?}; known: greensboro, sand-point", self.simulation.site)));
+        if self
+            .simulation
+            .site
+            .parse::<pew_sim::weather::SiteName>()
+            .is_err()
+        {
+            return Err((
+                "simulation.site".into(),
+                format!(
+                    "unknown site {:?}; known: greensboro, sand-point",
+                    self.simulation.site
+                ),
+            ));
         }
         Ok(())
     }
@@ -232,7 +271,8 @@ mod tests {
 
     #[test]
     fn shipped_example_is_valid_and_describes_the_seed_hardware() {
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays/etc/pew/powerd.toml");
+        let example =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays/etc/pew/powerd.toml");
         let config = PowerdConfig::load(&example).unwrap();
         assert_eq!(config.battery, BatterySpec::default());
         assert_eq!(config.policy, Policy::default());
@@ -256,7 +296,10 @@ mod tests {
     fn unknown_key_in_a_source_is_named_with_its_line() {
         let error = load_text("[source]\nkind = \"ina219\"\nbattery = { address = 0x40, shunt_ohm = 0.1, max_current_a = 2.0 }\nshunt = 3\n").unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("line 4") || message.contains("line 1"), "{message}");
+        assert!(
+            message.contains("line 4") || message.contains("line 1"),
+            "{message}"
+        );
         assert!(message.contains("shunt"), "{message}");
     }
 
@@ -264,20 +307,32 @@ mod tests {
     fn impossible_value_is_rejected_naming_file_line_and_key() {
         let error = load_text("# the seed bank\n[battery]\ncapacity_wh = -185.0\n").unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("powerd.toml line 3 key `battery.capacity_wh`"), "{message}");
+        assert!(
+            message.contains("powerd.toml line 3 key `battery.capacity_wh`"),
+            "{message}"
+        );
     }
 
     #[test]
     fn unknown_simulation_site_is_rejected() {
-        let message = load_text("[simulation]\nsite = \"atlantis\"\n").unwrap_err().to_string();
-        assert!(message.contains("simulation.site") && message.contains("atlantis"), "{message}");
+        let message = load_text("[simulation]\nsite = \"atlantis\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("simulation.site") && message.contains("atlantis"),
+            "{message}"
+        );
     }
 
     #[test]
     fn hex_addresses_and_hwmon_sources_parse() {
         let config = load_text("[source]\nkind = \"hwmon\"\nbattery = { name = \"ina226\", i2c_bus = 1, address = 0x44 }\n").unwrap();
         match config.source {
-            SourceConfig::Hwmon { battery, solar: None, .. } => assert_eq!(battery.address, Some(0x44)),
+            SourceConfig::Hwmon {
+                battery,
+                solar: None,
+                ..
+            } => assert_eq!(battery.address, Some(0x44)),
             other => panic!("{other:?}"),
         }
     }

@@ -61,7 +61,10 @@ impl Published {
             forecast: status
                 .forecast
                 .iter()
-                .map(|slot| ForecastSlot { start: slot.start, wh: round_to(slot.wh, 0.01) })
+                .map(|slot| ForecastSlot {
+                    start: slot.start,
+                    wh: round_to(slot.wh, 0.01),
+                })
                 .collect(),
         }
     }
@@ -78,12 +81,20 @@ impl PowerInterface {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Grant {
         let caller = header.sender().map(|s| s.to_string()).unwrap_or_default();
-        let grant = self.core.lock().await.request_budget(wh, seconds, &reason, &caller);
+        let grant = self
+            .core
+            .lock()
+            .await
+            .request_budget(wh, seconds, &reason, &caller);
         self.announce(&emitter).await;
         grant
     }
 
-    async fn release_budget(&self, lease_id: String, #[zbus(signal_emitter)] emitter: SignalEmitter<'_>) -> bool {
+    async fn release_budget(
+        &self,
+        lease_id: String,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> bool {
         let released = self.core.lock().await.release_budget(&lease_id);
         self.announce(&emitter).await;
         released
@@ -161,7 +172,12 @@ impl PowerInterface {
     // The `ModeChanged` signal, named `mode_transition` in Rust because zbus already generates
     // `mode_changed` to announce changes of the `Mode` property.
     #[zbus(signal, name = "ModeChanged")]
-    pub async fn mode_transition(emitter: &SignalEmitter<'_>, old: &str, new: &str, reason: &str) -> zbus::Result<()>;
+    pub async fn mode_transition(
+        emitter: &SignalEmitter<'_>,
+        old: &str,
+        new: &str,
+        reason: &str,
+    ) -> zbus::Result<()>;
 }
 
 impl PowerInterface {
@@ -178,7 +194,12 @@ impl PowerInterface {
         }
     }
 
-    async fn announce_changes(&self, emitter: &SignalEmitter<'_>, old: &Published, new: &Published) -> zbus::Result<()> {
+    async fn announce_changes(
+        &self,
+        emitter: &SignalEmitter<'_>,
+        old: &Published,
+        new: &Published,
+    ) -> zbus::Result<()> {
         if old.soc != new.soc {
             self.state_of_charge_changed(emitter).await?;
         }

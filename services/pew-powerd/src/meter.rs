@@ -26,14 +26,37 @@ pub trait Meter: Send {
 /// [`crate::simulation`], since it also owns the clock.
 pub fn open(config: &SourceConfig) -> Result<Box<dyn Meter>> {
     Ok(match config {
-        SourceConfig::Ina219 { bus, battery, solar } => ina_meter("ina219", bus, battery, solar.as_ref(), ina219)?,
-        SourceConfig::Ina226 { bus, battery, solar } => ina_meter("ina226", bus, battery, solar.as_ref(), ina226)?,
-        SourceConfig::Hwmon { root, battery, solar } => Box::new(HwmonMeter {
+        SourceConfig::Ina219 {
+            bus,
+            battery,
+            solar,
+        } => ina_meter("ina219", bus, battery, solar.as_ref(), ina219)?,
+        SourceConfig::Ina226 {
+            bus,
+            battery,
+            solar,
+        } => ina_meter("ina226", bus, battery, solar.as_ref(), ina226)?,
+        SourceConfig::Hwmon {
+            root,
+            battery,
+            solar,
+        } => Box::new(HwmonMeter {
             battery: (hwmon(root, battery)?, battery.reversed),
-            solar: solar.as_ref().map(|s| Ok::<_, anyhow::Error>((hwmon(root, s)?, s.reversed))).transpose()?,
+            solar: solar
+                .as_ref()
+                .map(|s| Ok::<_, anyhow::Error>((hwmon(root, s)?, s.reversed)))
+                .transpose()?,
         }),
-        SourceConfig::PowerSupply { root, name, discharge_positive } => {
-            let sign = if *discharge_positive { CurrentSign::PositiveWhenDischarging } else { CurrentSign::PositiveWhenCharging };
+        SourceConfig::PowerSupply {
+            root,
+            name,
+            discharge_positive,
+        } => {
+            let sign = if *discharge_positive {
+                CurrentSign::PositiveWhenDischarging
+            } else {
+                CurrentSign::PositiveWhenCharging
+            };
             Box::new(SupplyMeter(PowerSupply::new(root, name, sign)))
         }
         SourceConfig::Simulated => anyhow::bail!("the simulated source is not hardware"),
@@ -51,14 +74,21 @@ fn ina_meter(
 ) -> Result<Box<dyn Meter>> {
     let channel = |channel: &InaChannel| -> Result<Channel> {
         let i2c = I2cdev::new(bus).with_context(|| format!("cannot open {}", bus.display()))?;
-        let chip = open_chip(i2c, channel).with_context(|| format!("{name} at {:#04x}", channel.address))?;
+        let chip = open_chip(i2c, channel)
+            .with_context(|| format!("{name} at {:#04x}", channel.address))?;
         Ok(Channel::new(chip, channel.reversed))
     };
-    Ok(Box::new(InaMeter { name, battery: channel(battery)?, solar: solar.map(channel).transpose()? }))
+    Ok(Box::new(InaMeter {
+        name,
+        battery: channel(battery)?,
+        solar: solar.map(channel).transpose()?,
+    }))
 }
 
 /// Programs a monitor (configuration, calibration) and boxes it.
-fn programmed(mut chip: impl PowerMonitor<BusError = linux_embedded_hal::I2CError> + Send + 'static) -> Result<Chip> {
+fn programmed(
+    mut chip: impl PowerMonitor<BusError = linux_embedded_hal::I2CError> + Send + 'static,
+) -> Result<Chip> {
     chip.init().context("cannot program the chip")?;
     Ok(Box::new(chip))
 }
@@ -78,10 +108,14 @@ fn ina219(i2c: I2cdev, channel: &InaChannel) -> Result<Chip> {
 
 fn smallest_ina219_range(channel: &InaChannel) -> ShuntRange {
     let needed_v = channel.max_current_a * channel.shunt_ohm;
-    [ShuntRange::Millivolts40, ShuntRange::Millivolts80, ShuntRange::Millivolts160]
-        .into_iter()
-        .find(|range| range.full_scale_v() >= needed_v)
-        .unwrap_or(ShuntRange::Millivolts320)
+    [
+        ShuntRange::Millivolts40,
+        ShuntRange::Millivolts80,
+        ShuntRange::Millivolts160,
+    ]
+    .into_iter()
+    .find(|range| range.full_scale_v() >= needed_v)
+    .unwrap_or(ShuntRange::Millivolts320)
 }
 
 fn ina226(i2c: I2cdev, channel: &InaChannel) -> Result<Chip> {
@@ -98,7 +132,10 @@ fn ina226(i2c: I2cdev, channel: &InaChannel) -> Result<Chip> {
 }
 
 fn hwmon(root: &Path, channel: &HwmonChannel) -> Result<HwmonIna2xx> {
-    let client = channel.address.map(|address| I2cClient { bus: u32::from(channel.i2c_bus.unwrap_or(1)), address: u16::from(address) });
+    let client = channel.address.map(|address| I2cClient {
+        bus: u32::from(channel.i2c_bus.unwrap_or(1)),
+        address: u16::from(address),
+    });
     Ok(HwmonIna2xx::find(root, &channel.name, client)?)
 }
 
@@ -116,7 +153,9 @@ impl Channel {
     fn read(&mut self) -> Result<Reading> {
         let recovered = self.chip.read_recovering()?;
         if recovered.chip_was_reset {
-            tracing::warn!("power monitor lost its calibration (its supply dipped) and was reprogrammed");
+            tracing::warn!(
+                "power monitor lost its calibration (its supply dipped) and was reprogrammed"
+            );
         }
         Ok(oriented(recovered.reading, self.reversed))
     }
@@ -155,7 +194,12 @@ impl Meter for InaMeter {
 
     fn read(&mut self) -> Result<Measurement> {
         let battery = self.battery.read().context("battery monitor")?;
-        let solar = self.solar.as_mut().map(Channel::read).transpose().context("solar monitor")?;
+        let solar = self
+            .solar
+            .as_mut()
+            .map(Channel::read)
+            .transpose()
+            .context("solar monitor")?;
         Ok(measurement(battery, solar))
     }
 }
@@ -172,7 +216,11 @@ impl Meter for HwmonMeter {
 
     fn read(&mut self) -> Result<Measurement> {
         let battery = oriented(self.battery.0.read()?, self.battery.1);
-        let solar = self.solar.as_ref().map(|(device, reversed)| device.read().map(|r| oriented(r, *reversed))).transpose()?;
+        let solar = self
+            .solar
+            .as_ref()
+            .map(|(device, reversed)| device.read().map(|r| oriented(r, *reversed)))
+            .transpose()?;
         Ok(measurement(battery, solar))
     }
 }
@@ -202,7 +250,12 @@ mod tests {
     use super::*;
 
     fn reading(bus_v: f64, current_a: f64) -> Reading {
-        Reading { bus_v, shunt_v: 0.0, current_a, power_w: (bus_v * current_a).abs() }
+        Reading {
+            bus_v,
+            shunt_v: 0.0,
+            current_a,
+            power_w: (bus_v * current_a).abs(),
+        }
     }
 
     #[test]
@@ -229,9 +282,23 @@ mod tests {
 
     #[test]
     fn ina219_range_is_the_smallest_that_fits() {
-        let channel = |max_current_a, shunt_ohm| InaChannel { address: 0x40, shunt_ohm, max_current_a, reversed: false };
-        assert_eq!(smallest_ina219_range(&channel(0.3, 0.1)), ShuntRange::Millivolts40);
-        assert_eq!(smallest_ina219_range(&channel(2.0, 0.05)), ShuntRange::Millivolts160);
-        assert_eq!(smallest_ina219_range(&channel(3.2, 0.1)), ShuntRange::Millivolts320);
+        let channel = |max_current_a, shunt_ohm| InaChannel {
+            address: 0x40,
+            shunt_ohm,
+            max_current_a,
+            reversed: false,
+        };
+        assert_eq!(
+            smallest_ina219_range(&channel(0.3, 0.1)),
+            ShuntRange::Millivolts40
+        );
+        assert_eq!(
+            smallest_ina219_range(&channel(2.0, 0.05)),
+            ShuntRange::Millivolts160
+        );
+        assert_eq!(
+            smallest_ina219_range(&channel(3.2, 0.1)),
+            ShuntRange::Millivolts320
+        );
     }
 }

@@ -31,7 +31,10 @@ pub struct Platform {
 
 enum Backend {
     Hardware(Box<dyn Meter>),
-    Simulated { simulation: Box<Simulation>, halt_w: f64 },
+    Simulated {
+        simulation: Box<Simulation>,
+        halt_w: f64,
+    },
 }
 
 /// The kernel command line flag that switches every pew service to simulated hardware (used by
@@ -40,34 +43,58 @@ pub const SIMULATE_FLAG: &str = "pew.simulate";
 
 pub fn simulation_requested(config: &PowerdConfig) -> bool {
     matches!(config.source, crate::config::SourceConfig::Simulated)
-        || std::fs::read_to_string("/proc/cmdline").is_ok_and(|cmdline| cmdline.split_whitespace().any(|word| word == SIMULATE_FLAG || word == "pew.simulate=1"))
+        || std::fs::read_to_string("/proc/cmdline").is_ok_and(|cmdline| {
+            cmdline
+                .split_whitespace()
+                .any(|word| word == SIMULATE_FLAG || word == "pew.simulate=1")
+        })
 }
 
 impl Platform {
     pub fn open(config: &PowerdConfig) -> Result<Self> {
         if simulation_requested(config) {
             let now = wall_clock();
-            let simulation = Simulation::new(&config.simulation, &config.battery, config.solar.panel_w, now)?;
+            let simulation = Simulation::new(
+                &config.simulation,
+                &config.battery,
+                config.solar.panel_w,
+                now,
+            )?;
             // The simulated node's RTC is a directory laid out like sysfs, so the real driver,
             // with its clear-then-arm-then-verify sequence, is what runs.
             let rtc_root = config.state_dir.join("simulated-rtc");
             prepare_simulated_rtc(&rtc_root).context("simulated RTC")?;
             return Ok(Self {
-                backend: Backend::Simulated { simulation: Box::new(simulation), halt_w: config.policy.sleep_load_w },
+                backend: Backend::Simulated {
+                    simulation: Box::new(simulation),
+                    halt_w: config.policy.sleep_load_w,
+                },
                 rtc: Some(Rtc::new(&rtc_root, "rtc0")),
                 cpufreq: None,
                 eco_max_khz: config.cpufreq.eco_max_khz,
             });
         }
         let rtc = config.rtc.enabled.then(|| {
-            let root = config.rtc.device.parent().unwrap_or(Path::new(pew_drivers::rtc::DEFAULT_ROOT));
-            let name = config.rtc.device.file_name().and_then(|n| n.to_str()).unwrap_or("rtc0");
+            let root = config
+                .rtc
+                .device
+                .parent()
+                .unwrap_or(Path::new(pew_drivers::rtc::DEFAULT_ROOT));
+            let name = config
+                .rtc
+                .device
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("rtc0");
             Rtc::new(root, name)
         });
         Ok(Self {
             backend: Backend::Hardware(meter::open(&config.source)?),
             rtc,
-            cpufreq: config.cpufreq.enabled.then(|| Cpufreq::new(&config.cpufreq.root)),
+            cpufreq: config
+                .cpufreq
+                .enabled
+                .then(|| Cpufreq::new(&config.cpufreq.root)),
             eco_max_khz: config.cpufreq.eco_max_khz,
         })
     }
@@ -109,7 +136,9 @@ impl Platform {
         let Some(cpufreq) = &self.cpufreq else { return };
         let cap = matches!(mode, Mode::Eco | Mode::Critical).then_some(self.eco_max_khz);
         match cpufreq.cap(cap) {
-            Ok(applied) => tracing::info!(?cap, policies = applied.len(), "CPU frequency cap applied"),
+            Ok(applied) => {
+                tracing::info!(?cap, policies = applied.len(), "CPU frequency cap applied")
+            }
             Err(error) => tracing::warn!(%error, "cannot cap the CPU frequency"),
         }
     }
@@ -117,9 +146,12 @@ impl Platform {
     /// Arms the wake alarm for `at` (clearing a pending one first) and verifies it by reading it
     /// back. Returns the time armed, or `None` where the board has no RTC to arm.
     pub fn arm_wake(&self, at: Timestamp) -> Result<Option<Timestamp>> {
-        let Some(rtc) = &self.rtc else { return Ok(None) };
+        let Some(rtc) = &self.rtc else {
+            return Ok(None);
+        };
         let at = crate::wake::alarm_time(at);
-        rtc.arm(at).with_context(|| format!("cannot arm the wake alarm for {at}"))?;
+        rtc.arm(at)
+            .with_context(|| format!("cannot arm the wake alarm for {at}"))?;
         Ok(Some(at))
     }
 

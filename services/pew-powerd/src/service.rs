@@ -72,11 +72,19 @@ impl Core {
         let grant = match self.manager.request_budget(now, wh, seconds, reason) {
             Ok(lease) => {
                 tracing::info!(lease = %lease.id, wh, seconds, reason, caller, "energy lease granted");
-                Grant { granted: true, detail: format!("{wh:.2} Wh until {}", lease.expires_at), lease_id: lease.id }
+                Grant {
+                    granted: true,
+                    detail: format!("{wh:.2} Wh until {}", lease.expires_at),
+                    lease_id: lease.id,
+                }
             }
             Err(refusal) => {
                 tracing::info!(wh, seconds, reason, caller, %refusal, "energy lease refused");
-                Grant { granted: false, lease_id: String::new(), detail: refusal.to_string() }
+                Grant {
+                    granted: false,
+                    lease_id: String::new(),
+                    detail: refusal.to_string(),
+                }
             }
         };
         if grant.granted {
@@ -126,7 +134,10 @@ impl Core {
     }
 
     fn save(&mut self, now: Timestamp) {
-        let state = SavedState { power: self.manager.state(), last_run: self.last_run };
+        let state = SavedState {
+            power: self.manager.state(),
+            last_run: self.last_run,
+        };
         match self.store.save(&state) {
             Ok(()) => self.last_save = now,
             Err(error) => tracing::error!(%error, "cannot save power state"),
@@ -141,13 +152,19 @@ impl Core {
 
     /// Keeps an alarm armed `max_sleep_s` ahead while running, so a sudden death still wakes.
     fn refresh_safety_alarm(&mut self, now: Timestamp, max_sleep_s: i64) {
-        if self.safety_alarm_armed_at.is_some_and(|at| now - at < SAFETY_ALARM_REFRESH_S) {
+        if self
+            .safety_alarm_armed_at
+            .is_some_and(|at| now - at < SAFETY_ALARM_REFRESH_S)
+        {
             return;
         }
         match self.platform.arm_wake(now + max_sleep_s) {
             Ok(Some(at)) => tracing::debug!(at, "guaranteed-wake alarm armed"),
             Ok(None) => {}
-            Err(error) => tracing::error!(error = format!("{error:#}"), "cannot arm the guaranteed-wake alarm"),
+            Err(error) => tracing::error!(
+                error = format!("{error:#}"),
+                "cannot arm the guaranteed-wake alarm"
+            ),
         }
         self.safety_alarm_armed_at = Some(now);
     }
@@ -178,7 +195,12 @@ pub async fn run(config: PowerdConfig, bus_address: Option<String>) -> Result<()
         tracing::warn!(%error, "cannot read the wake alarm");
         None
     });
-    tracing::info!(wake_reason = wake_reason.as_str(), ?pending_alarm, source = platform.source_name(), "pew-powerd starting");
+    tracing::info!(
+        wake_reason = wake_reason.as_str(),
+        ?pending_alarm,
+        source = platform.source_name(),
+        "pew-powerd starting"
+    );
     let manager = PowerManager::new(power_config.clone(), saved.map(|s| s.power), now);
     let published = Published::new(&manager.status(), wake_reason);
     let mut core = Core {
@@ -200,9 +222,13 @@ pub async fn run(config: PowerdConfig, bus_address: Option<String>) -> Result<()
     core.save(now);
 
     let core = Arc::new(Mutex::new(core));
-    let connection = pew_bus::serve(bus_address.as_deref(), &pew_bus::power::SERVICE, PowerInterface::new(core.clone()))
-        .await
-        .context("cannot serve org.pew.Power1")?;
+    let connection = pew_bus::serve(
+        bus_address.as_deref(),
+        &pew_bus::power::SERVICE,
+        PowerInterface::new(core.clone()),
+    )
+    .await
+    .context("cannot serve org.pew.Power1")?;
     let interface = connection
         .object_server()
         .interface::<_, PowerInterface>(pew_bus::power::SERVICE.object_path)
@@ -226,10 +252,20 @@ pub async fn run(config: PowerdConfig, bus_address: Option<String>) -> Result<()
         let (before, after) = {
             let mut core = core.lock().await;
             let before = core.published.clone();
-            sample(&mut core, &interface, grace_s, power_config.policy.max_sleep_s).await;
+            sample(
+                &mut core,
+                &interface,
+                grace_s,
+                power_config.policy.max_sleep_s,
+            )
+            .await;
             (before, core.published.clone())
         };
-        interface.get().await.announce(interface.signal_emitter()).await;
+        interface
+            .get()
+            .await
+            .announce(interface.signal_emitter())
+            .await;
         if before.mode != after.mode || before.soc != after.soc {
             systemd::status(&status_line(&after));
         }
@@ -248,7 +284,12 @@ pub async fn run(config: PowerdConfig, bus_address: Option<String>) -> Result<()
 }
 
 /// One measurement and everything that follows from it.
-async fn sample(core: &mut Core, interface: &zbus::object_server::InterfaceRef<PowerInterface>, grace_s: i64, max_sleep_s: i64) {
+async fn sample(
+    core: &mut Core,
+    interface: &zbus::object_server::InterfaceRef<PowerInterface>,
+    grace_s: i64,
+    max_sleep_s: i64,
+) {
     let now = core.now();
     let compute_w = core.leased_power_w();
     let measurement = match core.platform.measure(compute_w) {
@@ -300,14 +341,21 @@ async fn power_off(core: &mut Core, now: Timestamp) {
         Err(error) => {
             // Still power off: staying up on an empty battery ends in a brownout, and power HATs
             // restore power when the battery recovers even without an alarm.
-            tracing::error!(error = format!("{error:#}"), "wake alarm not armed; powering off anyway");
+            tracing::error!(
+                error = format!("{error:#}"),
+                "wake alarm not armed; powering off anyway"
+            );
             wanted
         }
     };
     core.manager.record_wake_alarm(wake_at);
     core.last_run = LastRun::PoweredOff { wake_at };
     core.save(now);
-    tracing::warn!(wake_at, sleep_s = wake_at - now, "powering off until the wake alarm");
+    tracing::warn!(
+        wake_at,
+        sleep_s = wake_at - now,
+        "powering off until the wake alarm"
+    );
     match core.platform.power_off(wake_at).await {
         Ok(PowerOff::Requested) => {}
         Ok(PowerOff::Resumed) => {
@@ -316,7 +364,10 @@ async fn power_off(core: &mut Core, now: Timestamp) {
             core.last_run = LastRun::Running;
             core.awake_since = woke;
             core.safety_alarm_armed_at = None;
-            tracing::info!(wake_reason = core.wake_reason.as_str(), "simulated node woke up");
+            tracing::info!(
+                wake_reason = core.wake_reason.as_str(),
+                "simulated node woke up"
+            );
             core.save(woke);
         }
         Err(error) => {
@@ -329,5 +380,8 @@ async fn power_off(core: &mut Core, now: Timestamp) {
 }
 
 fn status_line(published: &Published) -> String {
-    format!("{} mode, {:.1} % charge, budget {:.1} Wh", published.mode, published.soc, published.budget_wh)
+    format!(
+        "{} mode, {:.1} % charge, budget {:.1} Wh",
+        published.mode, published.soc, published.budget_wh
+    )
 }

@@ -30,7 +30,12 @@ pub struct SimClock {
 
 impl SimClock {
     pub fn new(start: Timestamp, speed: f64) -> Self {
-        Self { start, started: Instant::now(), speed, skipped_s: 0 }
+        Self {
+            start,
+            started: Instant::now(),
+            speed,
+            skipped_s: 0,
+        }
     }
 
     pub fn now(&self) -> Timestamp {
@@ -51,8 +56,16 @@ pub struct Simulation {
 }
 
 impl Simulation {
-    pub fn new(config: &SimulationConfig, battery: &BatterySpec, panel_w: f64, now: Timestamp) -> Result<Self> {
-        let site: SiteName = config.site.parse().with_context(|| format!("simulation.site = {:?}", config.site))?;
+    pub fn new(
+        config: &SimulationConfig,
+        battery: &BatterySpec,
+        panel_w: f64,
+        now: Timestamp,
+    ) -> Result<Self> {
+        let site: SiteName = config
+            .site
+            .parse()
+            .with_context(|| format!("simulation.site = {:?}", config.site))?;
         let weather = Weather::site(site).context("shipped weather file")?;
         let start = if config.start == 0 { now } else { config.start };
         let model = BatteryModel::new(battery.clone(), config.initial_soc);
@@ -80,7 +93,12 @@ impl Simulation {
     pub fn measure(&mut self, compute_w: f64) -> Measurement {
         let now = self.clock.now();
         self.run_until(now, self.idle_w + compute_w);
-        self.last.unwrap_or(Measurement { battery_v: 0.0, battery_a: 0.0, solar_w: 0.0, load_w: 0.0 })
+        self.last.unwrap_or(Measurement {
+            battery_v: 0.0,
+            battery_a: 0.0,
+            solar_w: 0.0,
+            load_w: 0.0,
+        })
     }
 
     /// The node is powered off until `wake_at`, drawing `halt_w` (the HAT's standby), then the
@@ -100,7 +118,10 @@ impl Simulation {
             let from = self.node.clock();
             let step = self.node.step(from, (t - from).min(MAX_STEP_S), load_w);
             if step.brownout {
-                tracing::error!(at = from, "simulated battery is empty: the node browned out");
+                tracing::error!(
+                    at = from,
+                    "simulated battery is empty: the node browned out"
+                );
             }
             self.last = Some(step.measurement);
         }

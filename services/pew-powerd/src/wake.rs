@@ -49,7 +49,9 @@ pub fn classify(last: Option<LastRun>, now: Timestamp) -> WakeReason {
         Some(LastRun::Running) => WakeReason::PowerRestored,
         Some(LastRun::Stopped) => WakeReason::Reboot,
         // Up well before the alarm: the HAT restored power (charge, button) before it fired.
-        Some(LastRun::PoweredOff { wake_at }) if now + ALARM_TOLERANCE_S < wake_at => WakeReason::PowerRestored,
+        Some(LastRun::PoweredOff { wake_at }) if now + ALARM_TOLERANCE_S < wake_at => {
+            WakeReason::PowerRestored
+        }
         Some(LastRun::PoweredOff { .. }) => WakeReason::RtcAlarm,
     }
 }
@@ -68,7 +70,10 @@ mod tests {
     #[test]
     fn reasons_follow_how_the_last_run_ended() {
         assert_eq!(classify(None, 1000), WakeReason::FirstBoot);
-        assert_eq!(classify(Some(LastRun::Running), 1000), WakeReason::PowerRestored);
+        assert_eq!(
+            classify(Some(LastRun::Running), 1000),
+            WakeReason::PowerRestored
+        );
         assert_eq!(classify(Some(LastRun::Stopped), 1000), WakeReason::Reboot);
     }
 
@@ -76,9 +81,17 @@ mod tests {
     fn planned_power_off_distinguishes_alarm_from_early_power() {
         let off = Some(LastRun::PoweredOff { wake_at: 10_000 });
         assert_eq!(classify(off, 10_030), WakeReason::RtcAlarm);
-        assert_eq!(classify(off, 9_900), WakeReason::RtcAlarm, "booting a little early still counts");
+        assert_eq!(
+            classify(off, 9_900),
+            WakeReason::RtcAlarm,
+            "booting a little early still counts"
+        );
         assert_eq!(classify(off, 5_000), WakeReason::PowerRestored);
-        assert_eq!(classify(off, 50_000), WakeReason::RtcAlarm, "a late boot after the alarm is still the alarm");
+        assert_eq!(
+            classify(off, 50_000),
+            WakeReason::RtcAlarm,
+            "a late boot after the alarm is still the alarm"
+        );
     }
 
     #[test]
@@ -92,6 +105,9 @@ mod tests {
     fn last_run_round_trips() {
         let json = serde_json::to_string(&LastRun::PoweredOff { wake_at: 5 }).unwrap();
         assert_eq!(json, r#"{"state":"powered-off","wake_at":5}"#);
-        assert_eq!(serde_json::from_str::<LastRun>(&json).unwrap(), LastRun::PoweredOff { wake_at: 5 });
+        assert_eq!(
+            serde_json::from_str::<LastRun>(&json).unwrap(),
+            LastRun::PoweredOff { wake_at: 5 }
+        );
     }
 }

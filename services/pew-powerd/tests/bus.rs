@@ -32,14 +32,25 @@ impl Node {
         .unwrap();
         let bus = DevBus::start().expect("dbus-daemon (package dbus-daemon) must be installed");
         let daemon = spawn_daemon(&config, &bus);
-        Node { daemon, bus, config, _dir: dir }
+        Node {
+            daemon,
+            bus,
+            config,
+            _dir: dir,
+        }
     }
 
     /// Stops the daemon with `signal` ("KILL" for a power cut, "TERM" for systemd) and starts it
     /// again on the same state directory.
     fn restart_after(&mut self, signal: &str) {
         let pid = self.daemon.id().to_string();
-        assert!(Command::new("kill").args(["-s", signal, &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-s", signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         self.daemon.wait().unwrap();
         self.daemon = spawn_daemon(&self.config, &self.bus);
     }
@@ -47,8 +58,14 @@ impl Node {
     async fn connect(&self) -> zbus::Connection {
         let connection = pew_bus::connect(Some(self.bus.address())).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !pew_bus::is_running(&connection, &pew_bus::power::SERVICE).await.unwrap() {
-            assert!(Instant::now() < deadline, "pew-powerd did not claim org.pew.Power1 within 30 s");
+        while !pew_bus::is_running(&connection, &pew_bus::power::SERVICE)
+            .await
+            .unwrap()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "pew-powerd did not claim org.pew.Power1 within 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         connection
@@ -69,7 +86,12 @@ impl Node {
                 command
             }
         };
-        command.arg("--bus").arg(self.bus.address()).args(args).output().unwrap()
+        command
+            .arg("--bus")
+            .arg(self.bus.address())
+            .args(args)
+            .output()
+            .unwrap()
     }
 }
 
@@ -103,7 +125,11 @@ fn id(user: &str, flag: &str) -> String {
 fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().and_then(Path::parent).unwrap().join(name);
-    assert!(path.exists(), "{} is missing: build the workspace first (cargo build --workspace)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
     path
 }
 
@@ -123,14 +149,20 @@ async fn introspection_matches_the_committed_contract() {
     let live = introspectable.introspect().await.unwrap();
     let service = &pew_bus::power::SERVICE;
     let live = pew_bus::interface_element(&live, service.bus_name).expect("live interface");
-    let committed = pew_bus::interface_element(service.introspection, service.bus_name).expect("committed interface");
-    assert_eq!(live, committed, "org.pew.Power1 differs from services/pew-bus/interfaces/org.pew.Power1.xml; live:\n{live}");
+    let committed = pew_bus::interface_element(service.introspection, service.bus_name)
+        .expect("committed interface");
+    assert_eq!(
+        live, committed,
+        "org.pew.Power1 differs from services/pew-bus/interfaces/org.pew.Power1.xml; live:\n{live}"
+    );
 }
 
 #[tokio::test]
 async fn properties_follow_the_draining_battery_through_shutdown_and_wake() {
     // Two simulated hours per second, from a battery at 30 % at the start of a winter night.
-    let node = Node::start(&format!("start = {WINTER_MIDNIGHT}\nspeed = 7200.0\ninitial_soc = 0.30\nsite = \"greensboro\""));
+    let node = Node::start(&format!(
+        "start = {WINTER_MIDNIGHT}\nspeed = 7200.0\ninitial_soc = 0.30\nsite = \"greensboro\""
+    ));
     let connection = node.connect().await;
     let power = PowerProxy::new(&connection).await.unwrap();
     let mut modes = power.receive_mode_changed().await.unwrap();
@@ -159,18 +191,40 @@ async fn properties_follow_the_draining_battery_through_shutdown_and_wake() {
             _ = tokio::time::sleep_until(deadline) => panic!("no shutdown and wake within 90 s; transitions {transitions:?}, charge {charges:?}"),
         }
     }
-    let shutdown_at = transitions.iter().position(|(_, new)| new == "shutdown").expect("the drained node shuts down");
-    assert!(transitions[..shutdown_at].iter().any(|(_, new)| new == "critical"), "critical comes before shutdown: {transitions:?}");
-    assert_eq!(woke.as_deref(), Some("rtc-alarm"), "the simulated node is woken by its RTC alarm");
+    let shutdown_at = transitions
+        .iter()
+        .position(|(_, new)| new == "shutdown")
+        .expect("the drained node shuts down");
+    assert!(
+        transitions[..shutdown_at]
+            .iter()
+            .any(|(_, new)| new == "critical"),
+        "critical comes before shutdown: {transitions:?}"
+    );
+    assert_eq!(
+        woke.as_deref(),
+        Some("rtc-alarm"),
+        "the simulated node is woken by its RTC alarm"
+    );
     let before_shutdown: Vec<f64> = charges.iter().copied().take_while(|c| *c > 0.0).collect();
-    assert!(before_shutdown.len() >= 3, "state of charge changes are announced: {charges:?}");
-    assert!(charges.iter().any(|c| *c < first - 5.0), "the battery drains at night: {charges:?}");
+    assert!(
+        before_shutdown.len() >= 3,
+        "state of charge changes are announced: {charges:?}"
+    );
+    assert!(
+        charges.iter().any(|c| *c < first - 5.0),
+        "the battery drains at night: {charges:?}"
+    );
     let mode = power.power_mode().await.unwrap();
     assert!(pew_bus::power::MODES.contains(&mode.as_str()));
 
     // pewctl sees the same node.
     let status = node.pewctl(None, &["status", "--json"]);
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(report["power"]["running"], true);
     assert_eq!(report["power"]["WakeReason"], "rtc-alarm");
@@ -194,9 +248,15 @@ async fn leases_are_granted_listed_and_released_on_a_sunny_day() {
     assert_eq!(leases.len(), 1);
     assert_eq!(leases[0].id, grant.lease_id);
     assert_eq!(leases[0].reason, "test task");
-    assert!(power.budget_wh().await.unwrap() <= before - 1.4, "a lease lowers the budget at once");
+    assert!(
+        power.budget_wh().await.unwrap() <= before - 1.4,
+        "a lease lowers the budget at once"
+    );
     assert!(power.release_budget(&grant.lease_id).await.unwrap());
-    assert!(!power.release_budget(&grant.lease_id).await.unwrap(), "a lease is released once");
+    assert!(
+        !power.release_budget(&grant.lease_id).await.unwrap(),
+        "a lease is released once"
+    );
     assert!(power.list_leases().await.unwrap().is_empty());
 }
 
@@ -206,7 +266,10 @@ const SUNNY_NOON_FULL: &str = "start = 1781712000\nspeed = 1.0\ninitial_soc = 1.
 async fn wait_for_budget(power: &PowerProxy<'_>, wh: f64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while power.budget_wh().await.unwrap() < wh {
-        assert!(Instant::now() < deadline, "no {wh} Wh budget on a sunny day with a full battery");
+        assert!(
+            Instant::now() < deadline,
+            "no {wh} Wh budget on a sunny day with a full battery"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -217,7 +280,10 @@ async fn a_power_cut_loses_no_lease_and_is_told_apart_from_a_clean_restart() {
     let connection = node.connect().await;
     let power = PowerProxy::new(&connection).await.unwrap();
     wait_for_budget(&power, 2.0).await;
-    let grant = power.request_budget(1.0, 3600, "survives a power cut").await.unwrap();
+    let grant = power
+        .request_budget(1.0, 3600, "survives a power cut")
+        .await
+        .unwrap();
     assert!(grant.granted, "{grant:?}");
     drop(power);
     drop(connection);
@@ -228,9 +294,18 @@ async fn a_power_cut_loses_no_lease_and_is_told_apart_from_a_clean_restart() {
     let power = PowerProxy::new(&connection).await.unwrap();
     assert_eq!(power.wake_reason().await.unwrap(), "power-restored");
     let leases = power.list_leases().await.unwrap();
-    assert_eq!(leases.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), [grant.lease_id.as_str()]);
-    let second = power.request_budget(0.5, 600, "after restart").await.unwrap();
-    assert_ne!(second.lease_id, grant.lease_id, "lease ids stay unique across restarts");
+    assert_eq!(
+        leases.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+        [grant.lease_id.as_str()]
+    );
+    let second = power
+        .request_budget(0.5, 600, "after restart")
+        .await
+        .unwrap();
+    assert_ne!(
+        second.lease_id, grant.lease_id,
+        "lease ids stay unique across restarts"
+    );
     drop(power);
     drop(connection);
 
@@ -239,7 +314,10 @@ async fn a_power_cut_loses_no_lease_and_is_told_apart_from_a_clean_restart() {
     let connection = node.connect().await;
     let power = PowerProxy::new(&connection).await.unwrap();
     assert_eq!(power.wake_reason().await.unwrap(), "reboot");
-    assert_eq!(power.list_leases().await.unwrap().len(), if second.granted { 2 } else { 1 });
+    assert_eq!(
+        power.list_leases().await.unwrap().len(),
+        if second.granted { 2 } else { 1 }
+    );
 }
 
 fn is_access_denied(output: &Output) -> bool {
@@ -252,23 +330,47 @@ async fn shipped_policy_lets_everyone_read_but_only_root_and_group_pew_mutate() 
     let _connection = node.connect().await;
 
     let root = node.pewctl(None, &["power", "request", "0.1", "60"]);
-    assert!(!is_access_denied(&root), "root may call RequestBudget: {}", String::from_utf8_lossy(&root.stderr));
+    assert!(
+        !is_access_denied(&root),
+        "root may call RequestBudget: {}",
+        String::from_utf8_lossy(&root.stderr)
+    );
 
     let outsider = node.pewctl(Some("nobody"), &["power", "request", "0.1", "60"]);
     assert!(!outsider.status.success());
-    assert!(is_access_denied(&outsider), "nobody must be refused: {}", String::from_utf8_lossy(&outsider.stderr));
+    assert!(
+        is_access_denied(&outsider),
+        "nobody must be refused: {}",
+        String::from_utf8_lossy(&outsider.stderr)
+    );
     let release = node.pewctl(Some("nobody"), &["power", "release", "lease-0"]);
     assert!(is_access_denied(&release), "ReleaseBudget is mutating too");
 
     let show = node.pewctl(Some("nobody"), &["power", "--json"]);
-    assert!(show.status.success(), "anyone may read properties: {}", String::from_utf8_lossy(&show.stderr));
+    assert!(
+        show.status.success(),
+        "anyone may read properties: {}",
+        String::from_utf8_lossy(&show.stderr)
+    );
     let leases = node.pewctl(Some("nobody"), &["power", "leases"]);
-    assert!(leases.status.success(), "anyone may list leases: {}", String::from_utf8_lossy(&leases.stderr));
+    assert!(
+        leases.status.success(),
+        "anyone may list leases: {}",
+        String::from_utf8_lossy(&leases.stderr)
+    );
 
     // A member of group pew (created by .ci/run; see README) may mutate.
-    if Command::new("id").arg("pew-operator").output().is_ok_and(|o| o.status.success()) {
+    if Command::new("id")
+        .arg("pew-operator")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         let member = node.pewctl(Some("pew-operator"), &["power", "request", "0.1", "60"]);
-        assert!(!is_access_denied(&member), "group pew may call RequestBudget: {}", String::from_utf8_lossy(&member.stderr));
+        assert!(
+            !is_access_denied(&member),
+            "group pew may call RequestBudget: {}",
+            String::from_utf8_lossy(&member.stderr)
+        );
     } else {
         eprintln!("user pew-operator (member of group pew) does not exist: group check not run");
     }

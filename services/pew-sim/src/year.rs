@@ -418,7 +418,13 @@ pub fn simulate(weather: &Weather, config: &YearConfig) -> Result<YearReport, Si
 /// start-versus-end energy comparison say more about the guess than about the node.
 pub fn simulate_steady(weather: &Weather, config: &YearConfig) -> Result<YearReport, SimError> {
     let spin_up = simulate(weather, config)?;
-    simulate(weather, &YearConfig { initial_soc: spin_up.final_soc, ..config.clone() })
+    simulate(
+        weather,
+        &YearConfig {
+            initial_soc: spin_up.final_soc,
+            ..config.clone()
+        },
+    )
 }
 
 /// The simulation in progress.
@@ -864,7 +870,11 @@ mod tests {
     #[test]
     fn steady_run_starts_where_the_spin_up_ended() {
         let weather = Weather::site(SiteName::Greensboro).expect("shipped weather parses");
-        let config = YearConfig { days: 3, initial_soc: 0.3, ..YearConfig::default() };
+        let config = YearConfig {
+            days: 3,
+            initial_soc: 0.3,
+            ..YearConfig::default()
+        };
         let spin_up = simulate(&weather, &config).expect("valid configuration");
         let steady = simulate_steady(&weather, &config).expect("valid configuration");
         assert!((steady.config.initial_soc - spin_up.final_soc).abs() < 1e-12);

@@ -8,7 +8,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "pewctl", version, about = "Show and drive the pew services of this node")]
+#[command(
+    name = "pewctl",
+    version,
+    about = "Show and drive the pew services of this node"
+)]
 struct Cli {
     /// Bus address to use instead of the system bus (also PEW_BUS_ADDRESS).
     #[arg(long, global = true)]
@@ -37,6 +41,8 @@ async fn main() -> Result<()> {
     let connection = pew_bus::connect(cli.bus.as_deref()).await?;
     match cli.command {
         Command::Status => status::run(&connection, cli.json).await,
-        Command::Power { command } => power::run(&connection, command.unwrap_or_default(), cli.json).await,
+        Command::Power { command } => {
+            power::run(&connection, command.unwrap_or_default(), cli.json).await
+        }
     }
 }

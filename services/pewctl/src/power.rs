@@ -32,7 +32,11 @@ pub enum Command {
 pub async fn run(connection: &Connection, command: Command, json: bool) -> Result<()> {
     let service = &pew_bus::power::SERVICE;
     if !pew_bus::is_running(connection, service).await? {
-        bail!("{} is not running ({} not on the bus)", service.unit, service.bus_name);
+        bail!(
+            "{} is not running ({} not on the bus)",
+            service.unit,
+            service.bus_name
+        );
     }
     let power = PowerProxy::new(connection).await?;
     match command {
@@ -44,8 +48,15 @@ pub async fn run(connection: &Connection, command: Command, json: bool) -> Resul
                 println!("{}", details(&properties));
             }
         }
-        Command::Request { wh, seconds, reason } => {
-            let grant = power.request_budget(wh, seconds, &reason).await.context("RequestBudget")?;
+        Command::Request {
+            wh,
+            seconds,
+            reason,
+        } => {
+            let grant = power
+                .request_budget(wh, seconds, &reason)
+                .await
+                .context("RequestBudget")?;
             if json {
                 println!("{}", serde_json::to_string(&grant)?);
             } else if grant.granted {
@@ -55,7 +66,11 @@ pub async fn run(connection: &Connection, command: Command, json: bool) -> Resul
             }
         }
         Command::Release { lease_id } => {
-            if !power.release_budget(&lease_id).await.context("ReleaseBudget")? {
+            if !power
+                .release_budget(&lease_id)
+                .await
+                .context("ReleaseBudget")?
+            {
                 bail!("no lease {lease_id}");
             }
         }
@@ -110,7 +125,10 @@ struct View<'a> {
 
 impl View<'_> {
     fn number(&self, key: &str) -> f64 {
-        self.report.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN)
+        self.report
+            .get(key)
+            .and_then(Value::as_f64)
+            .unwrap_or(f64::NAN)
     }
 
     fn text(&self, key: &str) -> &str {
@@ -120,11 +138,19 @@ impl View<'_> {
 
 /// Forecast energy over the next `hours`, from the `Forecast` property's (start, wh) pairs.
 fn forecast_wh(report: &Value, hours: i64) -> f64 {
-    let slots = report.get("Forecast").and_then(Value::as_array).cloned().unwrap_or_default();
+    let slots = report
+        .get("Forecast")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let first = slots.first().and_then(|s| s[0].as_i64()).unwrap_or(0);
     slots
         .iter()
-        .filter(|slot| slot[0].as_i64().is_some_and(|start| start < first + hours * 3600))
+        .filter(|slot| {
+            slot[0]
+                .as_i64()
+                .is_some_and(|start| start < first + hours * 3600)
+        })
         .filter_map(|slot| slot[1].as_f64())
         .sum()
 }
@@ -148,8 +174,16 @@ fn details(report: &Value) -> String {
     let view = View { report };
     [
         format!("mode            {}", view.text("Mode")),
-        format!("state of charge {:.1} % (± {:.1})", view.number("StateOfCharge"), view.number("StateOfChargeUncertainty")),
-        format!("battery         {:.2} V, {:+.3} A", view.number("BatteryVoltage"), view.number("BatteryCurrent")),
+        format!(
+            "state of charge {:.1} % (± {:.1})",
+            view.number("StateOfCharge"),
+            view.number("StateOfChargeUncertainty")
+        ),
+        format!(
+            "battery         {:.2} V, {:+.3} A",
+            view.number("BatteryVoltage"),
+            view.number("BatteryCurrent")
+        ),
         format!("solar           {:.1} W", view.number("SolarPower")),
         format!("load            {:.1} W", view.number("LoadPower")),
         format!(
@@ -158,7 +192,11 @@ fn details(report: &Value) -> String {
             view.number("ReserveWh"),
             view.number("CapacityWh")
         ),
-        format!("forecast        {:.0} Wh next 24 h, {:.0} Wh next 48 h", forecast_wh(report, 24), forecast_wh(report, 48)),
+        format!(
+            "forecast        {:.0} Wh next 24 h, {:.0} Wh next 48 h",
+            forecast_wh(report, 24),
+            forecast_wh(report, 48)
+        ),
         format!("source          {}", view.text("Source")),
         format!("woke because    {}", view.text("WakeReason")),
     ]
@@ -172,7 +210,8 @@ mod tests {
 
     #[test]
     fn forecast_sums_only_the_requested_window() {
-        let report = json!({ "Forecast": [[0, 10.0], [1800, 5.0], [86_400, 100.0], [90_000, 1.0]] });
+        let report =
+            json!({ "Forecast": [[0, 10.0], [1800, 5.0], [86_400, 100.0], [90_000, 1.0]] });
         assert_eq!(forecast_wh(&report, 24), 15.0);
         assert_eq!(forecast_wh(&report, 48), 116.0);
     }

@@ -16,7 +16,10 @@ pub async fn all(connection: &Connection, service: &Service) -> Result<Map<Strin
         .await?;
     let interface = zbus::names::InterfaceName::try_from(service.bus_name)?;
     let values: HashMap<String, OwnedVariant> = properties.get_all(interface).await?;
-    Ok(values.into_iter().map(|(name, value)| (name, to_json(&value))).collect())
+    Ok(values
+        .into_iter()
+        .map(|(name, value)| (name, to_json(&value)))
+        .collect())
 }
 
 fn to_json(value: &Variant<'_>) -> Value {

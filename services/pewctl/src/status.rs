@@ -8,7 +8,10 @@ use zbus::Connection;
 pub async fn run(connection: &Connection, json: bool) -> Result<()> {
     let mut report = Map::new();
     for service in &SERVICES {
-        report.insert(service.short_name.to_owned(), service_report(connection, service).await?);
+        report.insert(
+            service.short_name.to_owned(),
+            service_report(connection, service).await?,
+        );
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&Value::Object(report))?);
@@ -54,7 +57,10 @@ mod tests {
 
     #[test]
     fn running_generic_service_shows_its_state() {
-        let line = render(&pew_bus::update::SERVICE, &json!({ "running": true, "State": "idle" }));
+        let line = render(
+            &pew_bus::update::SERVICE,
+            &json!({ "running": true, "State": "idle" }),
+        );
         assert_eq!(line, "update   idle");
     }
 }

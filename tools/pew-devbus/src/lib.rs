@@ -39,7 +39,10 @@ impl DevBus {
     pub fn with_policies(policy_dir: &Path) -> Result<Self, DevBusError> {
         let dir = tempfile::Builder::new().prefix("pew-bus-").tempdir()?;
         // The socket must be reachable by the unprivileged users the policy tests connect as.
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
         let config = dir.path().join("bus.conf");
         std::fs::write(&config, bus_config(&dir.path().join("socket"), policy_dir))?;
         let mut daemon = Command::new("dbus-daemon")
@@ -59,7 +62,11 @@ impl DevBus {
             let _ = daemon.wait();
             return Err(DevBusError::NoAddress);
         }
-        Ok(Self { daemon, address, _dir: dir })
+        Ok(Self {
+            daemon,
+            address,
+            _dir: dir,
+        })
     }
 
     /// The address to give clients (`PEW_BUS_ADDRESS`, `--bus`).

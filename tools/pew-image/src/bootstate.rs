@@ -40,7 +40,11 @@ pub const ORDER_VARIABLE: &str = "PEW_BOOT_ORDER";
 
 /// The state file's variables, sorted by name as `env export` writes them.
 pub fn state_variables() -> [&'static str; 3] {
-    let mut names = [ORDER_VARIABLE, Slot::A.attempts_variable(), Slot::B.attempts_variable()];
+    let mut names = [
+        ORDER_VARIABLE,
+        Slot::A.attempts_variable(),
+        Slot::B.attempts_variable(),
+    ];
     names.sort_unstable();
     names
 }
@@ -156,14 +160,19 @@ pub enum EnvIssue {
     /// The variable is absent (or empty, which `env import` treats as a deletion).
     Missing(&'static str),
     /// The value is not one the script recognises; the script uses the fallback instead.
-    Unrecognised { variable: &'static str, value: String },
+    Unrecognised {
+        variable: &'static str,
+        value: String,
+    },
 }
 
 impl fmt::Display for EnvIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EnvIssue::Missing(variable) => write!(f, "{variable} is missing"),
-            EnvIssue::Unrecognised { variable, value } => write!(f, "{variable} has unrecognised value {value:?}"),
+            EnvIssue::Unrecognised { variable, value } => {
+                write!(f, "{variable} has unrecognised value {value:?}")
+            }
         }
     }
 }
@@ -180,7 +189,10 @@ impl BootState {
     /// The state a freshly flashed card starts with: slot A primary with a full set of attempts,
     /// slot B empty (the image ships only A's system) and therefore at 0.
     pub fn factory(attempts: Attempts) -> Self {
-        Self { primary: Slot::A, left: [attempts.get(), 0] }
+        Self {
+            primary: Slot::A,
+            left: [attempts.get(), 0],
+        }
     }
 
     pub fn primary(&self) -> Slot {
@@ -200,19 +212,37 @@ impl BootState {
     /// decremented. If none has any left, both are refilled to `attempts` and the primary is
     /// tried.
     pub fn select(&self, attempts: Attempts) -> Selection {
-        let (slot, mut state, counters_reset) = match self.order().into_iter().find(|&slot| self.attempts_left(slot) > 0) {
+        let (slot, mut state, counters_reset) = match self
+            .order()
+            .into_iter()
+            .find(|&slot| self.attempts_left(slot) > 0)
+        {
             Some(slot) => (slot, *self, false),
-            None => (self.primary, Self { primary: self.primary, left: [attempts.get(); 2] }, true),
+            None => (
+                self.primary,
+                Self {
+                    primary: self.primary,
+                    left: [attempts.get(); 2],
+                },
+                true,
+            ),
         };
         state.left[slot.index()] -= 1;
-        Selection { slot, state, counters_reset }
+        Selection {
+            slot,
+            state,
+            counters_reset,
+        }
     }
 
     /// Linux confirmed that `slot` booted and is healthy: it becomes the primary with a full set
     /// of attempts. Making it primary matters after a rollback: the slot that failed keeps its
     /// 0 and is not tried again unless every slot runs out.
     pub fn mark_good(&self, slot: Slot, attempts: Attempts) -> Self {
-        let mut state = Self { primary: slot, left: self.left };
+        let mut state = Self {
+            primary: slot,
+            left: self.left,
+        };
         state.left[slot.index()] = attempts.get();
         state
     }
@@ -227,14 +257,20 @@ impl BootState {
     /// An update was written to `slot`: try it first on the next boot, `attempts` times. The
     /// previous primary keeps its counter and is the fallback.
     pub fn activate(&self, slot: Slot, attempts: Attempts) -> Self {
-        let mut state = Self { primary: slot, left: self.left };
+        let mut state = Self {
+            primary: slot,
+            left: self.left,
+        };
         state.left[slot.index()] = attempts.get();
         state
     }
 
     /// The file exactly as `env export -t` writes it (see the module documentation).
     pub fn to_env_text(&self) -> Vec<u8> {
-        let value_of = |name: &str| match Slot::ALL.into_iter().find(|slot| slot.attempts_variable() == name) {
+        let value_of = |name: &str| match Slot::ALL
+            .into_iter()
+            .find(|slot| slot.attempts_variable() == name)
+        {
             Some(slot) => self.attempts_left(slot).to_string(),
             None => self.order().map(Slot::letter).join(" "),
         };
@@ -253,7 +289,10 @@ impl BootState {
         let variables = import_text(bytes, &state_variables());
         let mut issues = Vec::new();
         let mut value_of = |name: &'static str| {
-            let value = variables.iter().find(|(n, _)| *n == name).map(|(_, value)| value.as_str());
+            let value = variables
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, value)| value.as_str());
             if value.is_none() {
                 issues.push(EnvIssue::Missing(name));
             }
@@ -266,7 +305,10 @@ impl BootState {
             Some("B A") => Slot::B,
             Some("A B") | None => Slot::A,
             Some(other) => {
-                issues.push(EnvIssue::Unrecognised { variable: ORDER_VARIABLE, value: other.to_owned() });
+                issues.push(EnvIssue::Unrecognised {
+                    variable: ORDER_VARIABLE,
+                    value: other.to_owned(),
+                });
                 Slot::A
             }
         };
@@ -275,10 +317,16 @@ impl BootState {
             let Some(value) = value else { continue };
             match parse_counter(&value) {
                 Some(count) => left[slot.index()] = count,
-                None => issues.push(EnvIssue::Unrecognised { variable: slot.attempts_variable(), value }),
+                None => issues.push(EnvIssue::Unrecognised {
+                    variable: slot.attempts_variable(),
+                    value,
+                }),
             }
         }
-        ReadState { state: BootState { primary, left }, issues }
+        ReadState {
+            state: BootState { primary, left },
+            issues,
+        }
     }
 }
 
@@ -310,7 +358,9 @@ fn import_text(bytes: &[u8], wanted: &[&'static str]) -> Vec<(&'static str, Stri
             // `=value`: himport_r gives up on the rest of the text.
             break;
         }
-        let Some(position) = pending.iter().position(|&wanted_name| wanted_name == name) else { continue };
+        let Some(position) = pending.iter().position(|&wanted_name| wanted_name == name) else {
+            continue;
+        };
         let name = pending.remove(position);
         let value = unescape(raw_value);
         if !value.is_empty() {
@@ -342,7 +392,10 @@ mod tests {
     const THREE: Attempts = Attempts::DEFAULT;
 
     fn state(primary: Slot, a: u8, b: u8) -> BootState {
-        BootState { primary, left: [a, b] }
+        BootState {
+            primary,
+            left: [a, b],
+        }
     }
 
     /// Boots once: what U-Boot does, and what it leaves in the file.
@@ -350,19 +403,28 @@ mod tests {
         let selection = current.select(THREE);
         let written = BootState::from_env_text(&selection.state.to_env_text());
         assert!(written.issues.is_empty());
-        assert_eq!(written.state, selection.state, "the saved file must read back as the new state");
+        assert_eq!(
+            written.state, selection.state,
+            "the saved file must read back as the new state"
+        );
         (selection.slot, selection.state)
     }
 
     #[test]
     fn variables_are_in_strcmp_order() {
-        assert_eq!(state_variables(), ["PEW_A_LEFT", "PEW_BOOT_ORDER", "PEW_B_LEFT"]);
+        assert_eq!(
+            state_variables(),
+            ["PEW_A_LEFT", "PEW_BOOT_ORDER", "PEW_B_LEFT"]
+        );
     }
 
     #[test]
     fn file_is_byte_identical_to_uboot_env_export() {
         // Sorted by strcmp: "PEW_A_LEFT" < "PEW_BOOT_ORDER" ('O' < '_') < "PEW_B_LEFT".
-        assert_eq!(state(Slot::B, 2, 3).to_env_text(), b"PEW_A_LEFT=2\nPEW_BOOT_ORDER=B A\nPEW_B_LEFT=3\n\0".to_vec());
+        assert_eq!(
+            state(Slot::B, 2, 3).to_env_text(),
+            b"PEW_A_LEFT=2\nPEW_BOOT_ORDER=B A\nPEW_B_LEFT=3\n\0".to_vec()
+        );
     }
 
     #[test]
@@ -379,7 +441,10 @@ mod tests {
     #[test]
     fn factory_state_boots_a_and_counts_the_attempt() {
         let factory = BootState::factory(THREE);
-        assert_eq!(factory.to_env_text(), b"PEW_A_LEFT=3\nPEW_BOOT_ORDER=A B\nPEW_B_LEFT=0\n\0".to_vec());
+        assert_eq!(
+            factory.to_env_text(),
+            b"PEW_A_LEFT=3\nPEW_BOOT_ORDER=A B\nPEW_B_LEFT=0\n\0".to_vec()
+        );
         let (slot, after) = boot(factory);
         assert_eq!(slot, Slot::A);
         assert_eq!(after, state(Slot::A, 2, 0));
@@ -412,7 +477,10 @@ mod tests {
         let mut current = state(Slot::A, 3, 0).activate(Slot::B, THREE);
         for expected_left in [2, 1] {
             let (slot, after) = boot(current);
-            assert_eq!((slot, after.attempts_left(Slot::B)), (Slot::B, expected_left));
+            assert_eq!(
+                (slot, after.attempts_left(Slot::B)),
+                (Slot::B, expected_left)
+            );
             current = after;
         }
         let (slot, after) = boot(current);
@@ -470,7 +538,9 @@ mod tests {
 
     #[test]
     fn reads_a_file_without_the_nul_and_with_comments_blanks_and_other_variables() {
-        let read = BootState::from_env_text(b"# written by hand\n  PEW_BOOT_ORDER=B A\nbootcmd=evil\nPEW_B_LEFT=1\nPEW_A_LEFT=3\n");
+        let read = BootState::from_env_text(
+            b"# written by hand\n  PEW_BOOT_ORDER=B A\nbootcmd=evil\nPEW_B_LEFT=1\nPEW_A_LEFT=3\n",
+        );
         assert_eq!(read.state, state(Slot::B, 3, 1));
         assert!(read.issues.is_empty(), "{:?}", read.issues);
     }
@@ -488,14 +558,24 @@ mod tests {
 
     #[test]
     fn unrecognised_values_read_as_the_script_reads_them() {
-        let read = BootState::from_env_text(b"PEW_A_LEFT=03\nPEW_BOOT_ORDER=\"B A\"\nPEW_B_LEFT=2\r\n");
+        let read =
+            BootState::from_env_text(b"PEW_A_LEFT=03\nPEW_BOOT_ORDER=\"B A\"\nPEW_B_LEFT=2\r\n");
         assert_eq!(read.state, state(Slot::A, 0, 0));
         assert_eq!(
             read.issues,
             [
-                EnvIssue::Unrecognised { variable: "PEW_BOOT_ORDER", value: "\"B A\"".into() },
-                EnvIssue::Unrecognised { variable: "PEW_A_LEFT", value: "03".into() },
-                EnvIssue::Unrecognised { variable: "PEW_B_LEFT", value: "2\r".into() },
+                EnvIssue::Unrecognised {
+                    variable: "PEW_BOOT_ORDER",
+                    value: "\"B A\"".into()
+                },
+                EnvIssue::Unrecognised {
+                    variable: "PEW_A_LEFT",
+                    value: "03".into()
+                },
+                EnvIssue::Unrecognised {
+                    variable: "PEW_B_LEFT",
+                    value: "2\r".into()
+                },
             ]
         );
     }
@@ -503,21 +583,31 @@ mod tests {
     #[test]
     fn the_first_occurrence_wins_and_an_empty_value_deletes() {
         // With a variable list, himport_r strikes a name off after its first occurrence.
-        let read = BootState::from_env_text(b"PEW_A_LEFT=1\nPEW_A_LEFT=5\nPEW_B_LEFT=\nPEW_B_LEFT=4\nPEW_BOOT_ORDER=A B\n");
+        let read = BootState::from_env_text(
+            b"PEW_A_LEFT=1\nPEW_A_LEFT=5\nPEW_B_LEFT=\nPEW_B_LEFT=4\nPEW_BOOT_ORDER=A B\n",
+        );
         assert_eq!(read.state, state(Slot::A, 1, 0));
         assert_eq!(read.issues, [EnvIssue::Missing("PEW_B_LEFT")]);
     }
 
     #[test]
     fn a_line_without_a_name_ends_the_import() {
-        let read = BootState::from_env_text(b"PEW_A_LEFT=2\n=oops\nPEW_B_LEFT=3\nPEW_BOOT_ORDER=B A\n");
+        let read =
+            BootState::from_env_text(b"PEW_A_LEFT=2\n=oops\nPEW_B_LEFT=3\nPEW_BOOT_ORDER=B A\n");
         assert_eq!(read.state, state(Slot::A, 2, 0));
-        assert_eq!(read.issues, [EnvIssue::Missing("PEW_BOOT_ORDER"), EnvIssue::Missing("PEW_B_LEFT")]);
+        assert_eq!(
+            read.issues,
+            [
+                EnvIssue::Missing("PEW_BOOT_ORDER"),
+                EnvIssue::Missing("PEW_B_LEFT")
+            ]
+        );
     }
 
     #[test]
     fn backslash_escapes_are_undone_like_uboot() {
-        let read = BootState::from_env_text(b"PEW_BOOT_ORDER=B\\ A\nPEW_A_LEFT=\\3\nPEW_B_LEFT=3\n");
+        let read =
+            BootState::from_env_text(b"PEW_BOOT_ORDER=B\\ A\nPEW_A_LEFT=\\3\nPEW_B_LEFT=3\n");
         assert_eq!(read.state, state(Slot::B, 3, 3));
     }
 }

@@ -51,7 +51,8 @@ pub(crate) fn decode_lowercase_hex(text: &str, bytes: &mut [u8]) -> bool {
         return false;
     }
     for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        let (Some(high), Some(low)) = (lowercase_hex_value(pair[0]), lowercase_hex_value(pair[1])) else {
+        let (Some(high), Some(low)) = (lowercase_hex_value(pair[0]), lowercase_hex_value(pair[1]))
+        else {
             return false;
         };
         *byte = high << 4 | low;
@@ -104,8 +105,14 @@ mod tests {
     #[test]
     fn rejects_wrong_length_uppercase_and_non_hex() {
         assert_eq!("abc".parse::<Sha256Digest>(), Err(DigestError::Length(3)));
-        assert!(matches!(EMPTY.to_uppercase().parse::<Sha256Digest>(), Err(DigestError::NotLowercaseHex(_))));
+        assert!(matches!(
+            EMPTY.to_uppercase().parse::<Sha256Digest>(),
+            Err(DigestError::NotLowercaseHex(_))
+        ));
         let with_g = format!("g{}", &EMPTY[1..]);
-        assert!(matches!(with_g.parse::<Sha256Digest>(), Err(DigestError::NotLowercaseHex(_))));
+        assert!(matches!(
+            with_g.parse::<Sha256Digest>(),
+            Err(DigestError::NotLowercaseHex(_))
+        ));
     }
 }

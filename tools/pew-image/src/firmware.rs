@@ -72,7 +72,11 @@ const BOARD_DTBS: [&str; 6] = [
 
 /// Everything copied onto the boot partition from packages, in a fixed order.
 pub fn boot_files() -> Vec<BootFile> {
-    let same_name = |source, name| BootFile { source, name, destination: name };
+    let same_name = |source, name| BootFile {
+        source,
+        name,
+        destination: name,
+    };
     let mut files = vec![
         // Pi 3 and Zero 2 W: the ROM loads bootcode.bin, which loads start.elf.
         same_name(FirmwareSource::RaspiFirmware, "bootcode.bin"),
@@ -81,7 +85,11 @@ pub fn boot_files() -> Vec<BootFile> {
         // Pi 4 and 400: the EEPROM bootloader loads start4.elf.
         same_name(FirmwareSource::RaspiFirmware, "start4.elf"),
         same_name(FirmwareSource::RaspiFirmware, "fixup4.dat"),
-        BootFile { source: FirmwareSource::UBootRpi, name: "u-boot.bin", destination: UBOOT_FILE },
+        BootFile {
+            source: FirmwareSource::UBootRpi,
+            name: "u-boot.bin",
+            destination: UBOOT_FILE,
+        },
     ];
     files.extend(BOARD_DTBS.map(|dtb| same_name(FirmwareSource::KernelDtbs, dtb)));
     files
@@ -116,7 +124,16 @@ mod tests {
     fn config_chainloads_uboot_in_64_bit_mode_for_every_board() {
         let text = config_txt(&[]);
         let settings: Vec<&str> = text.lines().filter(|line| !line.starts_with('#')).collect();
-        assert_eq!(settings, ["arm_64bit=1", "enable_uart=1", "upstream_kernel=1", "disable_splash=1", "kernel=u-boot.bin"]);
+        assert_eq!(
+            settings,
+            [
+                "arm_64bit=1",
+                "enable_uart=1",
+                "upstream_kernel=1",
+                "disable_splash=1",
+                "kernel=u-boot.bin"
+            ]
+        );
         // No board sections: rpi_arm64 covers them all.
         assert!(!text.contains('['));
     }
@@ -124,28 +141,55 @@ mod tests {
     #[test]
     fn overlays_are_appended_in_order() {
         let overlays = ["i2c-rtc,ds3231".to_owned(), "disable-bt".to_owned()];
-        assert!(config_txt(&overlays).ends_with("kernel=u-boot.bin\ndtoverlay=i2c-rtc,ds3231\ndtoverlay=disable-bt\n"));
+        assert!(
+            config_txt(&overlays)
+                .ends_with("kernel=u-boot.bin\ndtoverlay=i2c-rtc,ds3231\ndtoverlay=disable-bt\n")
+        );
     }
 
     #[test]
     fn boot_files_cover_both_firmware_generations_uboot_and_each_board_dtb() {
         let files = boot_files();
         let destinations: Vec<&str> = files.iter().map(|file| file.destination).collect();
-        for needed in ["bootcode.bin", "start.elf", "fixup.dat", "start4.elf", "fixup4.dat", "u-boot.bin", "bcm2837-rpi-zero-2-w.dtb", "bcm2711-rpi-400.dtb"] {
+        for needed in [
+            "bootcode.bin",
+            "start.elf",
+            "fixup.dat",
+            "start4.elf",
+            "fixup4.dat",
+            "u-boot.bin",
+            "bcm2837-rpi-zero-2-w.dtb",
+            "bcm2711-rpi-400.dtb",
+        ] {
             assert!(destinations.contains(&needed), "{needed}");
         }
         let mut unique = destinations.clone();
         unique.sort_unstable();
         unique.dedup();
-        assert_eq!(unique.len(), destinations.len(), "two files for one destination");
+        assert_eq!(
+            unique.len(),
+            destinations.len(),
+            "two files for one destination"
+        );
     }
 
     #[test]
     fn source_paths_follow_the_debian_packages() {
         let files = boot_files();
-        let path_of = |name: &str| files.iter().find(|file| file.destination == name).map(|file| file.source_path("6.12.107+deb13-arm64"));
-        assert_eq!(path_of("u-boot.bin").as_deref(), Some("/usr/lib/u-boot/rpi_arm64/u-boot.bin"));
-        assert_eq!(path_of("start4.elf").as_deref(), Some("/usr/lib/raspi-firmware/start4.elf"));
+        let path_of = |name: &str| {
+            files
+                .iter()
+                .find(|file| file.destination == name)
+                .map(|file| file.source_path("6.12.107+deb13-arm64"))
+        };
+        assert_eq!(
+            path_of("u-boot.bin").as_deref(),
+            Some("/usr/lib/u-boot/rpi_arm64/u-boot.bin")
+        );
+        assert_eq!(
+            path_of("start4.elf").as_deref(),
+            Some("/usr/lib/raspi-firmware/start4.elf")
+        );
         assert_eq!(
             path_of("bcm2711-rpi-4-b.dtb").as_deref(),
             Some("/usr/lib/linux-image-6.12.107+deb13-arm64/broadcom/bcm2711-rpi-4-b.dtb")

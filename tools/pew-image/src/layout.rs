@@ -105,15 +105,25 @@ pub enum LayoutError {
     Alignment(u32),
     #[error("the {0} partition has size 0")]
     ZeroSize(PartitionRole),
-    #[error("the {0} partition does not fit an MBR (start and length are 32-bit sector counts, 2 TiB)")]
+    #[error(
+        "the {0} partition does not fit an MBR (start and length are 32-bit sector counts, 2 TiB)"
+    )]
     BeyondMbr(PartitionRole),
     #[error(
         "a {image_bytes}-byte system image plus {headroom_percent}% headroom for later updates needs \
          {needed_mib} MiB, but a system slot is {slot_mib} MiB"
     )]
-    SystemSlotTooSmall { image_bytes: u64, headroom_percent: u32, needed_mib: u64, slot_mib: u64 },
+    SystemSlotTooSmall {
+        image_bytes: u64,
+        headroom_percent: u32,
+        needed_mib: u64,
+        slot_mib: u64,
+    },
     #[error("the card has {card_sectors} sectors but the image needs {image_sectors}")]
-    CardTooSmall { card_sectors: u64, image_sectors: u64 },
+    CardTooSmall {
+        card_sectors: u64,
+        image_sectors: u64,
+    },
 }
 
 /// One partition, in 512-byte sectors from the start of the disk.
@@ -170,7 +180,11 @@ impl DiskLayout {
                 PartitionRole::SystemA | PartitionRole::SystemB => spec.system_mib,
                 PartitionRole::Data => spec.data_mib,
             };
-            let partition = Partition { role, start_sector: next_start, sectors: u64::from(mib) * SECTORS_PER_MIB };
+            let partition = Partition {
+                role,
+                start_sector: next_start,
+                sectors: u64::from(mib) * SECTORS_PER_MIB,
+            };
             next_start = partition.end_sector().next_multiple_of(align);
             partition
         });
@@ -182,7 +196,10 @@ impl DiskLayout {
                 return Err(LayoutError::BeyondMbr(partition.role));
             }
         }
-        Ok(Self { signature: spec.signature, partitions })
+        Ok(Self {
+            signature: spec.signature,
+            partitions,
+        })
     }
 
     pub fn signature(&self) -> DiskSignature {
@@ -213,7 +230,10 @@ impl DiskLayout {
     /// Input for `sfdisk <image>`: the whole table, fixed signature included, so the partition
     /// table bytes depend on nothing but the recipe.
     pub fn sfdisk_script(&self) -> String {
-        let mut script = format!("label: dos\nlabel-id: {}\nunit: sectors\n\n", self.signature);
+        let mut script = format!(
+            "label: dos\nlabel-id: {}\nunit: sectors\n\n",
+            self.signature
+        );
         for partition in &self.partitions {
             script += &format!(
                 "start={}, size={}, type={:x}",
@@ -232,7 +252,11 @@ impl DiskLayout {
 
     /// Checks that a system image of `image_bytes` fits a slot with `headroom_percent` to spare.
     /// The slots can never be resized on a deployed card, so every later update must fit too.
-    pub fn check_system_image(&self, image_bytes: u64, headroom_percent: u32) -> Result<(), LayoutError> {
+    pub fn check_system_image(
+        &self,
+        image_bytes: u64,
+        headroom_percent: u32,
+    ) -> Result<(), LayoutError> {
         let slot_bytes = self.partition(PartitionRole::SystemA).size_bytes();
         let needed = u128::from(image_bytes) * (100 + u128::from(headroom_percent)) / 100;
         if needed <= u128::from(slot_bytes) {
@@ -252,7 +276,10 @@ impl DiskLayout {
     pub fn data_growth(&self, card_sectors: u64) -> Result<Option<DataGrowth>, LayoutError> {
         let image_sectors = self.image_sectors();
         if card_sectors < image_sectors {
-            return Err(LayoutError::CardTooSmall { card_sectors, image_sectors });
+            return Err(LayoutError::CardTooSmall {
+                card_sectors,
+                image_sectors,
+            });
         }
         let data = self.partition(PartitionRole::Data);
         let target_sectors = (card_sectors - data.start_sector).min(MBR_MAX_SECTORS);
@@ -279,7 +306,10 @@ impl DataGrowth {
     /// Input for `sfdisk --no-reread -N <partition> <card>`, which rewrites only that entry. The
     /// start is repeated so a mistake cannot move the partition and lose the data on it.
     pub fn sfdisk_line(&self) -> String {
-        format!("start={}, size={}\n", self.start_sector, self.target_sectors)
+        format!(
+            "start={}, size={}\n",
+            self.start_sector, self.target_sectors
+        )
     }
 }
 
@@ -288,36 +318,66 @@ mod tests {
     use super::*;
 
     fn spec() -> LayoutSpec {
-        LayoutSpec { signature: DiskSignature(0x7065_7701), align_mib: 4, boot_mib: 256, system_mib: 1024, data_mib: 256 }
+        LayoutSpec {
+            signature: DiskSignature(0x7065_7701),
+            align_mib: 4,
+            boot_mib: 256,
+            system_mib: 1024,
+            data_mib: 256,
+        }
     }
 
     #[test]
     fn partitions_follow_each_other_on_4_mib_boundaries() {
         let layout = DiskLayout::plan(&spec()).unwrap();
         // Hand-computed: 4 MiB = 8192 sectors; 256 MiB = 524288; 1024 MiB = 2097152.
-        let expected = [(8192, 524_288), (532_480, 2_097_152), (2_629_632, 2_097_152), (4_726_784, 524_288)];
+        let expected = [
+            (8192, 524_288),
+            (532_480, 2_097_152),
+            (2_629_632, 2_097_152),
+            (4_726_784, 524_288),
+        ];
         for (partition, (start, sectors)) in layout.partitions().iter().zip(expected) {
-            assert_eq!((partition.start_sector, partition.sectors), (start, sectors), "{}", partition.role);
+            assert_eq!(
+                (partition.start_sector, partition.sectors),
+                (start, sectors),
+                "{}",
+                partition.role
+            );
             assert_eq!(partition.start_sector % 8192, 0);
         }
         assert_eq!(layout.image_sectors(), 5_251_072);
         // 4 + 256 + 1024 + 1024 + 256 MiB.
         assert_eq!(layout.image_bytes(), 2564 * 1024 * 1024);
-        assert_eq!(layout.partition(PartitionRole::SystemB).start_bytes(), 2_629_632 * 512);
+        assert_eq!(
+            layout.partition(PartitionRole::SystemB).start_bytes(),
+            2_629_632 * 512
+        );
     }
 
     #[test]
     fn sizes_that_are_not_alignment_multiples_leave_a_gap_not_a_misaligned_start() {
-        let layout = DiskLayout::plan(&LayoutSpec { boot_mib: 33, ..spec() }).unwrap();
+        let layout = DiskLayout::plan(&LayoutSpec {
+            boot_mib: 33,
+            ..spec()
+        })
+        .unwrap();
         let boot = layout.partition(PartitionRole::Boot);
         assert_eq!(boot.end_sector(), 8192 + 33 * 2048);
         // 4 + 33 = 37 MiB, rounded up to 40 MiB.
-        assert_eq!(layout.partition(PartitionRole::SystemA).start_sector, 40 * 2048);
+        assert_eq!(
+            layout.partition(PartitionRole::SystemA).start_sector,
+            40 * 2048
+        );
     }
 
     #[test]
     fn one_mib_alignment_starts_at_one_mib() {
-        let layout = DiskLayout::plan(&LayoutSpec { align_mib: 1, ..spec() }).unwrap();
+        let layout = DiskLayout::plan(&LayoutSpec {
+            align_mib: 1,
+            ..spec()
+        })
+        .unwrap();
         assert_eq!(layout.partition(PartitionRole::Boot).start_sector, 2048);
     }
 
@@ -344,13 +404,40 @@ mod tests {
 
     #[test]
     fn invalid_specs_are_rejected_with_the_reason() {
-        assert_eq!(DiskLayout::plan(&LayoutSpec { signature: DiskSignature(0), ..spec() }), Err(LayoutError::ZeroSignature));
-        assert_eq!(DiskLayout::plan(&LayoutSpec { align_mib: 3, ..spec() }), Err(LayoutError::Alignment(3)));
-        assert_eq!(DiskLayout::plan(&LayoutSpec { align_mib: 0, ..spec() }), Err(LayoutError::Alignment(0)));
-        assert_eq!(DiskLayout::plan(&LayoutSpec { data_mib: 0, ..spec() }), Err(LayoutError::ZeroSize(PartitionRole::Data)));
+        assert_eq!(
+            DiskLayout::plan(&LayoutSpec {
+                signature: DiskSignature(0),
+                ..spec()
+            }),
+            Err(LayoutError::ZeroSignature)
+        );
+        assert_eq!(
+            DiskLayout::plan(&LayoutSpec {
+                align_mib: 3,
+                ..spec()
+            }),
+            Err(LayoutError::Alignment(3))
+        );
+        assert_eq!(
+            DiskLayout::plan(&LayoutSpec {
+                align_mib: 0,
+                ..spec()
+            }),
+            Err(LayoutError::Alignment(0))
+        );
+        assert_eq!(
+            DiskLayout::plan(&LayoutSpec {
+                data_mib: 0,
+                ..spec()
+            }),
+            Err(LayoutError::ZeroSize(PartitionRole::Data))
+        );
         // 2 TiB is 2^32 sectors, one more than an MBR length can say.
         assert_eq!(
-            DiskLayout::plan(&LayoutSpec { system_mib: 2 * 1024 * 1024, ..spec() }),
+            DiskLayout::plan(&LayoutSpec {
+                system_mib: 2 * 1024 * 1024,
+                ..spec()
+            }),
             Err(LayoutError::BeyondMbr(PartitionRole::SystemA))
         );
     }
@@ -363,7 +450,12 @@ mod tests {
         assert_eq!(layout.check_system_image(1024 * mib, 0), Ok(()));
         assert_eq!(
             layout.check_system_image(700 * mib, 50),
-            Err(LayoutError::SystemSlotTooSmall { image_bytes: 700 * mib, headroom_percent: 50, needed_mib: 1050, slot_mib: 1024 })
+            Err(LayoutError::SystemSlotTooSmall {
+                image_bytes: 700 * mib,
+                headroom_percent: 50,
+                needed_mib: 1050,
+                slot_mib: 1024
+            })
         );
     }
 
@@ -385,14 +477,20 @@ mod tests {
         assert_eq!(layout.data_growth(layout.image_sectors()), Ok(None));
         assert_eq!(
             layout.data_growth(4_000_000),
-            Err(LayoutError::CardTooSmall { card_sectors: 4_000_000, image_sectors: 5_251_072 })
+            Err(LayoutError::CardTooSmall {
+                card_sectors: 4_000_000,
+                image_sectors: 5_251_072
+            })
         );
     }
 
     #[test]
     fn data_growth_stops_at_the_mbr_limit_on_huge_cards() {
         let layout = DiskLayout::plan(&spec()).unwrap();
-        let growth = layout.data_growth(8 * 1024 * 1024 * 1024 * 2).unwrap().unwrap();
+        let growth = layout
+            .data_growth(8 * 1024 * 1024 * 1024 * 2)
+            .unwrap()
+            .unwrap();
         assert_eq!(growth.target_sectors, u64::from(u32::MAX));
     }
 }

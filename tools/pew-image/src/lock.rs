@@ -39,10 +39,15 @@ pub struct LockedPackage {
 pub enum EntryError {
     #[error("expected 5 fields (name version architecture sha256 filename), got {0}")]
     FieldCount(usize),
-    #[error("package name {0:?} is not a Debian package name (lowercase letters, digits, + - ., at least 2)")]
+    #[error(
+        "package name {0:?} is not a Debian package name (lowercase letters, digits, + - ., at least 2)"
+    )]
     Name(String),
     #[error("version {version:?}: {reason}")]
-    Version { version: String, reason: &'static str },
+    Version {
+        version: String,
+        reason: &'static str,
+    },
     #[error("architecture {0:?} is not a Debian architecture name")]
     Architecture(String),
     #[error("sha256: {0}")]
@@ -57,23 +62,45 @@ pub enum LockError {
     #[error("line {line}: {problem}")]
     Entry { line: usize, problem: EntryError },
     #[error("line {line}: {package} is already locked on line {first_line}")]
-    DuplicateLine { line: usize, first_line: usize, package: String },
+    DuplicateLine {
+        line: usize,
+        first_line: usize,
+        package: String,
+    },
     #[error("{0} is listed twice")]
     Duplicate(String),
     #[error("{filename}: sha256 is {actual}, the lock says {expected}")]
-    Mismatch { filename: String, expected: Sha256Digest, actual: Sha256Digest },
+    Mismatch {
+        filename: String,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
+    },
 }
 
 impl LockedPackage {
     /// Checks every field; a lock only ever holds validated entries.
-    pub fn new(name: &str, version: &str, architecture: &str, sha256: &str, filename: &str) -> Result<Self, EntryError> {
+    pub fn new(
+        name: &str,
+        version: &str,
+        architecture: &str,
+        sha256: &str,
+        filename: &str,
+    ) -> Result<Self, EntryError> {
         check_name(name)?;
         check_version(version)?;
-        if architecture.is_empty() || !architecture.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        if architecture.is_empty()
+            || !architecture
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             return Err(EntryError::Architecture(architecture.to_owned()));
         }
         let sha256 = sha256.parse()?;
-        if !filename.ends_with(".deb") || filename.starts_with('.') || filename.contains(['/', '\\']) || filename.contains(char::is_whitespace) {
+        if !filename.ends_with(".deb")
+            || filename.starts_with('.')
+            || filename.contains(['/', '\\'])
+            || filename.contains(char::is_whitespace)
+        {
             return Err(EntryError::Filename(filename.to_owned()));
         }
         Ok(Self {
@@ -95,7 +122,11 @@ impl LockedPackage {
         if actual == self.sha256 {
             return Ok(());
         }
-        Err(LockError::Mismatch { filename: self.filename.clone(), expected: self.sha256, actual })
+        Err(LockError::Mismatch {
+            filename: self.filename.clone(),
+            expected: self.sha256,
+            actual,
+        })
     }
 
     fn sort_key(&self) -> (&str, &str) {
@@ -105,21 +136,37 @@ impl LockedPackage {
 
 impl fmt::Display for LockedPackage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {} {} {}", self.name, self.version, self.architecture, self.sha256, self.filename)
+        write!(
+            f,
+            "{} {} {} {} {}",
+            self.name, self.version, self.architecture, self.sha256, self.filename
+        )
     }
 }
 
 /// Debian policy §5.6.7 package names.
 pub(crate) fn check_name(name: &str) -> Result<(), EntryError> {
     let bytes = name.as_bytes();
-    let allowed = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.');
-    let valid = bytes.len() >= 2 && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit()) && bytes.iter().all(allowed);
-    if valid { Ok(()) } else { Err(EntryError::Name(name.to_owned())) }
+    let allowed =
+        |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.');
+    let valid = bytes.len() >= 2
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes.iter().all(allowed);
+    if valid {
+        Ok(())
+    } else {
+        Err(EntryError::Name(name.to_owned()))
+    }
 }
 
 /// Debian policy §5.6.12: `[epoch:]upstream_version[-debian_revision]`.
 fn check_version(version: &str) -> Result<(), EntryError> {
-    let reject = |reason| Err(EntryError::Version { version: version.to_owned(), reason });
+    let reject = |reason| {
+        Err(EntryError::Version {
+            version: version.to_owned(),
+            reason,
+        })
+    };
     let (epoch, rest) = version.split_once(':').unwrap_or(("0", version));
     if epoch.is_empty() || !epoch.bytes().all(|b| b.is_ascii_digit()) {
         return reject("the epoch before ':' must be digits");
@@ -131,14 +178,22 @@ fn check_version(version: &str) -> Result<(), EntryError> {
     if !upstream.starts_with(|c: char| c.is_ascii_digit()) {
         return reject("the upstream version must start with a digit");
     }
-    if !upstream.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'~' | b'-')) {
+    if !upstream
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'~' | b'-'))
+    {
         return reject("the upstream version may hold only letters, digits and . + ~ -");
     }
     let revision_ok = |revision: &str| {
-        !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'~'))
+        !revision.is_empty()
+            && revision
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'~'))
     };
     if revision.is_some_and(|revision| !revision_ok(revision)) {
-        return reject("the Debian revision after the last '-' may hold only letters, digits and . + ~");
+        return reject(
+            "the Debian revision after the last '-' may hold only letters, digits and . + ~",
+        );
     }
     Ok(())
 }
@@ -154,7 +209,10 @@ impl PackageLock {
     /// hashes of the cached `.deb`s), in any order.
     pub fn from_packages(mut packages: Vec<LockedPackage>) -> Result<Self, LockError> {
         packages.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        if let Some(pair) = packages.windows(2).find(|pair| pair[0].sort_key() == pair[1].sort_key()) {
+        if let Some(pair) = packages
+            .windows(2)
+            .find(|pair| pair[0].sort_key() == pair[1].sort_key())
+        {
             return Err(LockError::Duplicate(pair[0].qualified_name()));
         }
         Ok(Self { packages })
@@ -173,13 +231,23 @@ impl PackageLock {
             }
             let fields: Vec<&str> = content.split_whitespace().collect();
             let [name, version, architecture, sha256, filename] = fields[..] else {
-                return Err(LockError::Entry { line: line_number, problem: EntryError::FieldCount(fields.len()) });
+                return Err(LockError::Entry {
+                    line: line_number,
+                    problem: EntryError::FieldCount(fields.len()),
+                });
             };
             let package = LockedPackage::new(name, version, architecture, sha256, filename)
-                .map_err(|problem| LockError::Entry { line: line_number, problem })?;
+                .map_err(|problem| LockError::Entry {
+                    line: line_number,
+                    problem,
+                })?;
             let key = (package.name.clone(), package.architecture.clone());
             if let Some(&first_line) = first_lines.get(&key) {
-                return Err(LockError::DuplicateLine { line: line_number, first_line, package: package.qualified_name() });
+                return Err(LockError::DuplicateLine {
+                    line: line_number,
+                    first_line,
+                    package: package.qualified_name(),
+                });
             }
             first_lines.insert(key, line_number);
             packages.push(package);
@@ -209,9 +277,15 @@ impl PackageLock {
 
     /// Packages whose `.deb` is not among `cached_files` (the cache directory's file names),
     /// in lock order: what must be fetched before building.
-    pub fn missing<'a>(&self, cached_files: impl IntoIterator<Item = &'a str>) -> Vec<&LockedPackage> {
+    pub fn missing<'a>(
+        &self,
+        cached_files: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<&LockedPackage> {
         let cached: HashSet<&str> = cached_files.into_iter().collect();
-        self.packages.iter().filter(|package| !cached.contains(package.filename.as_str())).collect()
+        self.packages
+            .iter()
+            .filter(|package| !cached.contains(package.filename.as_str()))
+            .collect()
     }
 }
 
@@ -243,17 +317,30 @@ mod tests {
              libc6 2.41-12 amd64 {HASH_A} libc6_2.41-12_amd64.deb\n"
         );
         let lock = PackageLock::parse(&text).unwrap();
-        let order: Vec<String> = lock.packages().iter().map(LockedPackage::qualified_name).collect();
+        let order: Vec<String> = lock
+            .packages()
+            .iter()
+            .map(LockedPackage::qualified_name)
+            .collect();
         assert_eq!(order, ["libc6:amd64", "libc6:arm64", "zstd:arm64"]);
         let canonical = lock.to_text();
         assert!(canonical.starts_with("# pew package lock"));
-        assert!(canonical.ends_with(&format!("zstd 1.5.7+dfsg-1 arm64 {HASH_A} zstd_1.5.7+dfsg-1_arm64.deb\n")));
+        assert!(canonical.ends_with(&format!(
+            "zstd 1.5.7+dfsg-1 arm64 {HASH_A} zstd_1.5.7+dfsg-1_arm64.deb\n"
+        )));
         assert_eq!(PackageLock::parse(&canonical).unwrap(), lock);
     }
 
     #[test]
     fn epochs_tildes_and_native_versions_are_valid() {
-        for version in ["1:2.3.4-1", "2.41-12", "1.0~rc1-2+deb13u1", "20240424", "1:9.2p1-2+b1", "1.2-3-4"] {
+        for version in [
+            "1:2.3.4-1",
+            "2.41-12",
+            "1.0~rc1-2+deb13u1",
+            "20240424",
+            "1:9.2p1-2+b1",
+            "1.2-3-4",
+        ] {
             assert!(check_version(version).is_ok(), "{version}");
         }
     }
@@ -269,7 +356,10 @@ mod tests {
         ] {
             let line = format!("pkg {version} arm64 {HASH_A} pkg.deb");
             match entry_error(&line) {
-                EntryError::Version { version: named, reason: text } => {
+                EntryError::Version {
+                    version: named,
+                    reason: text,
+                } => {
                     assert_eq!(named, version);
                     assert!(text.contains(reason), "{version}: {text}");
                 }
@@ -280,28 +370,72 @@ mod tests {
 
     #[test]
     fn malformed_fields_are_reported_with_their_line() {
-        let text = format!("# header\nok 1.0 arm64 {HASH_A} ok_1.0_arm64.deb\nbad 1.0 arm64 {} bad.deb\n", &HASH_A[..63]);
-        assert_eq!(PackageLock::parse(&text), Err(LockError::Entry { line: 3, problem: EntryError::Sha256(DigestError::Length(63)) }));
+        let text = format!(
+            "# header\nok 1.0 arm64 {HASH_A} ok_1.0_arm64.deb\nbad 1.0 arm64 {} bad.deb\n",
+            &HASH_A[..63]
+        );
+        assert_eq!(
+            PackageLock::parse(&text),
+            Err(LockError::Entry {
+                line: 3,
+                problem: EntryError::Sha256(DigestError::Length(63))
+            })
+        );
         assert_eq!(entry_error("a 1.0 arm64"), EntryError::FieldCount(3));
-        assert_eq!(entry_error(&format!("Upper 1.0 arm64 {HASH_A} u.deb")), EntryError::Name("Upper".into()));
-        assert_eq!(entry_error(&format!("p 1.0 arm64 {HASH_A} p.deb")), EntryError::Name("p".into()));
-        assert_eq!(entry_error(&format!("pk 1.0 ARM64 {HASH_A} p.deb")), EntryError::Architecture("ARM64".into()));
-        assert_eq!(entry_error(&format!("pk 1.0 arm64 {HASH_A} ../p.deb")), EntryError::Filename("../p.deb".into()));
-        assert_eq!(entry_error(&format!("pk 1.0 arm64 {HASH_A} p.tar")), EntryError::Filename("p.tar".into()));
+        assert_eq!(
+            entry_error(&format!("Upper 1.0 arm64 {HASH_A} u.deb")),
+            EntryError::Name("Upper".into())
+        );
+        assert_eq!(
+            entry_error(&format!("p 1.0 arm64 {HASH_A} p.deb")),
+            EntryError::Name("p".into())
+        );
+        assert_eq!(
+            entry_error(&format!("pk 1.0 ARM64 {HASH_A} p.deb")),
+            EntryError::Architecture("ARM64".into())
+        );
+        assert_eq!(
+            entry_error(&format!("pk 1.0 arm64 {HASH_A} ../p.deb")),
+            EntryError::Filename("../p.deb".into())
+        );
+        assert_eq!(
+            entry_error(&format!("pk 1.0 arm64 {HASH_A} p.tar")),
+            EntryError::Filename("p.tar".into())
+        );
     }
 
     #[test]
     fn duplicates_name_both_lines() {
-        let text = format!("pk 1.0 arm64 {HASH_A} a.deb\npk 1.1 amd64 {HASH_A} b.deb\npk 1.2 arm64 {HASH_B} c.deb\n");
-        assert_eq!(PackageLock::parse(&text), Err(LockError::DuplicateLine { line: 3, first_line: 1, package: "pk:arm64".into() }));
+        let text = format!(
+            "pk 1.0 arm64 {HASH_A} a.deb\npk 1.1 amd64 {HASH_A} b.deb\npk 1.2 arm64 {HASH_B} c.deb\n"
+        );
+        assert_eq!(
+            PackageLock::parse(&text),
+            Err(LockError::DuplicateLine {
+                line: 3,
+                first_line: 1,
+                package: "pk:arm64".into()
+            })
+        );
         let twice = vec![package("pk", "1.0", "arm64"), package("pk", "2.0", "arm64")];
-        assert_eq!(PackageLock::from_packages(twice), Err(LockError::Duplicate("pk:arm64".into())));
+        assert_eq!(
+            PackageLock::from_packages(twice),
+            Err(LockError::Duplicate("pk:arm64".into()))
+        );
     }
 
     #[test]
     fn hash_covers_the_canonical_text_whatever_the_input_order() {
-        let forward = PackageLock::from_packages(vec![package("aa", "1.0", "arm64"), package("bb", "1:2.0-1", "arm64")]).unwrap();
-        let backward = PackageLock::from_packages(vec![package("bb", "1:2.0-1", "arm64"), package("aa", "1.0", "arm64")]).unwrap();
+        let forward = PackageLock::from_packages(vec![
+            package("aa", "1.0", "arm64"),
+            package("bb", "1:2.0-1", "arm64"),
+        ])
+        .unwrap();
+        let backward = PackageLock::from_packages(vec![
+            package("bb", "1:2.0-1", "arm64"),
+            package("aa", "1.0", "arm64"),
+        ])
+        .unwrap();
         // A stand-in hasher that reveals its input: it must see exactly the canonical text.
         let hasher = |bytes: &[u8]| {
             assert_eq!(bytes, forward.to_text().as_bytes());
@@ -321,7 +455,11 @@ mod tests {
         ])
         .unwrap();
         let cached = ["aa_1.0_arm64.deb", "cc_3_all.deb", "unrelated.deb"];
-        let missing: Vec<&str> = lock.missing(cached).iter().map(|p| p.filename.as_str()).collect();
+        let missing: Vec<&str> = lock
+            .missing(cached)
+            .iter()
+            .map(|p| p.filename.as_str())
+            .collect();
         assert_eq!(missing, ["bb_1%3a2.0-1_arm64.deb"]);
         assert_eq!(lock.missing([]).len(), 3);
     }
@@ -332,6 +470,11 @@ mod tests {
         assert_eq!(locked.verify(HASH_A.parse().unwrap()), Ok(()));
         let corrupt: Sha256Digest = HASH_B.parse().unwrap();
         let error = locked.verify(corrupt).unwrap_err();
-        assert!(error.to_string().starts_with("aa_1.0_arm64.deb: sha256 is 2222"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("aa_1.0_arm64.deb: sha256 is 2222"),
+            "{error}"
+        );
     }
 }

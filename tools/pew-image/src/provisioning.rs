@@ -62,10 +62,13 @@ pub struct ProvisionedFile {
 
 fn octal_mode<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
     let text = String::deserialize(deserializer)?;
-    let digits_ok = (3..=4).contains(&text.len()) && text.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    let digits_ok =
+        (3..=4).contains(&text.len()) && text.bytes().all(|b| (b'0'..=b'7').contains(&b));
     match u32::from_str_radix(&text, 8) {
         Ok(mode) if digits_ok => Ok(mode),
-        _ => Err(serde::de::Error::custom(format!("mode {text:?} is not 3 or 4 octal digits such as \"0600\""))),
+        _ => Err(serde::de::Error::custom(format!(
+            "mode {text:?} is not 3 or 4 octal digits such as \"0600\""
+        ))),
     }
 }
 
@@ -77,7 +80,14 @@ pub enum InstallAction {
     CreateDirectory { path: String },
     /// Check `source` against `sha256`, write it to a temporary file beside `destination`,
     /// set owner, group and mode, fsync, rename over `destination`.
-    InstallFile { source: String, destination: String, owner: String, group: String, mode: u32, sha256: Sha256Digest },
+    InstallFile {
+        source: String,
+        destination: String,
+        owner: String,
+        group: String,
+        mode: u32,
+        sha256: Sha256Digest,
+    },
     /// Delete a file from the provisioning area once everything is installed. The manifest is
     /// removed last, so a power cut before then repeats the whole (idempotent) installation.
     RemoveFromBootPartition { path: String },
@@ -88,7 +98,10 @@ impl Manifest {
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let manifest: Manifest = config::parse(path, text)?;
         if manifest.format != FORMAT_VERSION {
-            let message = format!("format {} is not understood by this image (it reads {FORMAT_VERSION})", manifest.format);
+            let message = format!(
+                "format {} is not understood by this image (it reads {FORMAT_VERSION})",
+                manifest.format
+            );
             return Err(config::rejected(path, text, "format", message));
         }
         for (index, file) in manifest.files.iter().enumerate() {
@@ -109,10 +122,17 @@ impl Manifest {
 
     /// The actions that install every file, directories first, then files, then the cleanup.
     pub fn install_plan(&self) -> Vec<InstallAction> {
-        let directories: BTreeSet<String> = self.files.iter().flat_map(|file| parent_directories(&file.destination)).collect();
+        let directories: BTreeSet<String> = self
+            .files
+            .iter()
+            .flat_map(|file| parent_directories(&file.destination))
+            .collect();
         let mut files: Vec<&ProvisionedFile> = self.files.iter().collect();
         files.sort_by(|a, b| a.destination.cmp(&b.destination));
-        let mut actions: Vec<InstallAction> = directories.into_iter().map(|path| InstallAction::CreateDirectory { path }).collect();
+        let mut actions: Vec<InstallAction> = directories
+            .into_iter()
+            .map(|path| InstallAction::CreateDirectory { path })
+            .collect();
         actions.extend(files.iter().map(|file| InstallAction::InstallFile {
             source: format!("{PROVISION_DIRECTORY}/{}", file.source),
             destination: file.destination.clone(),
@@ -121,8 +141,16 @@ impl Manifest {
             mode: file.mode,
             sha256: file.sha256,
         }));
-        actions.extend(files.iter().map(|file| InstallAction::RemoveFromBootPartition { path: format!("{PROVISION_DIRECTORY}/{}", file.source) }));
-        actions.push(InstallAction::RemoveFromBootPartition { path: format!("{PROVISION_DIRECTORY}/{MANIFEST_FILE}") });
+        actions.extend(
+            files
+                .iter()
+                .map(|file| InstallAction::RemoveFromBootPartition {
+                    path: format!("{PROVISION_DIRECTORY}/{}", file.source),
+                }),
+        );
+        actions.push(InstallAction::RemoveFromBootPartition {
+            path: format!("{PROVISION_DIRECTORY}/{MANIFEST_FILE}"),
+        });
         actions
     }
 }
@@ -131,13 +159,32 @@ impl ProvisionedFile {
     /// Returns the offending key and why.
     fn check(&self, earlier: &[ProvisionedFile]) -> Result<(), (&'static str, String)> {
         if !is_plain_name(&self.source) || self.source == MANIFEST_FILE {
-            return Err(("source", format!("{:?} must be a file name in {PROVISION_DIRECTORY}/ (no directories)", self.source)));
+            return Err((
+                "source",
+                format!(
+                    "{:?} must be a file name in {PROVISION_DIRECTORY}/ (no directories)",
+                    self.source
+                ),
+            ));
         }
-        let Some(relative) = self.destination.strip_prefix(STATE_ROOT).and_then(|rest| rest.strip_prefix('/')) else {
-            return Err(("destination", format!("{:?} is not under {STATE_ROOT}/", self.destination)));
+        let Some(relative) = self
+            .destination
+            .strip_prefix(STATE_ROOT)
+            .and_then(|rest| rest.strip_prefix('/'))
+        else {
+            return Err((
+                "destination",
+                format!("{:?} is not under {STATE_ROOT}/", self.destination),
+            ));
         };
         if !relative.split('/').all(is_plain_name) {
-            return Err(("destination", format!("{:?} must be a normal path (no empty, . or .. parts)", self.destination)));
+            return Err((
+                "destination",
+                format!(
+                    "{:?} must be a normal path (no empty, . or .. parts)",
+                    self.destination
+                ),
+            ));
         }
         for (key, name) in [("owner", &self.owner), ("group", &self.group)] {
             if !is_account_name(name) {
@@ -145,17 +192,40 @@ impl ProvisionedFile {
             }
         }
         if self.mode & 0o7000 != 0 || self.mode & 0o002 != 0 {
-            return Err(("mode", format!("{:04o}: no setuid, setgid, sticky or world-writable files", self.mode)));
+            return Err((
+                "mode",
+                format!(
+                    "{:04o}: no setuid, setgid, sticky or world-writable files",
+                    self.mode
+                ),
+            ));
         }
         if self.secret && self.mode & 0o077 != 0 {
-            return Err(("mode", format!("{:04o}: a secret must be readable by its owner only (0600 or 0400)", self.mode)));
+            return Err((
+                "mode",
+                format!(
+                    "{:04o}: a secret must be readable by its owner only (0600 or 0400)",
+                    self.mode
+                ),
+            ));
         }
         for other in earlier {
             if other.destination == self.destination {
-                return Err(("destination", format!("{} is installed twice", self.destination)));
+                return Err((
+                    "destination",
+                    format!("{} is installed twice", self.destination),
+                ));
             }
-            if is_inside(&other.destination, &self.destination) || is_inside(&self.destination, &other.destination) {
-                return Err(("destination", format!("{} and {} cannot both be files", other.destination, self.destination)));
+            if is_inside(&other.destination, &self.destination)
+                || is_inside(&self.destination, &other.destination)
+            {
+                return Err((
+                    "destination",
+                    format!(
+                        "{} and {} cannot both be files",
+                        other.destination, self.destination
+                    ),
+                ));
             }
             if other.source == self.source {
                 return Err(("source", format!("{} is listed twice", self.source)));
@@ -172,12 +242,17 @@ fn is_plain_name(name: &str) -> bool {
 /// useradd's portable names: lowercase letter or `_` first, then lowercase, digits, `_`, `-`.
 fn is_account_name(name: &str) -> bool {
     let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    first_ok && name.len() <= 32 && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    first_ok
+        && name.len() <= 32
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 fn is_inside(path: &str, directory: &str) -> bool {
-    path.strip_prefix(directory).is_some_and(|rest| rest.starts_with('/'))
+    path.strip_prefix(directory)
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Directories strictly between [`STATE_ROOT`] (included) and the file.
@@ -206,7 +281,11 @@ fn line_of_entry_key(text: &str, table: &str, index: usize, key: &str) -> Option
             entry = Some(entry.map_or(0, |n| n + 1));
         } else if content.starts_with('[') {
             entry = None;
-        } else if entry == Some(index) && content.split_once('=').is_some_and(|(name, _)| name.trim() == key) {
+        } else if entry == Some(index)
+            && content
+                .split_once('=')
+                .is_some_and(|(name, _)| name.trim() == key)
+        {
             return Some(number + 1);
         }
     }
@@ -232,7 +311,9 @@ mod tests {
 
     fn rejection(text: &str) -> (Option<usize>, Option<String>, String) {
         match Manifest::parse(Path::new("provision/manifest.toml"), text) {
-            Err(ConfigError::Invalid { location, message }) => (location.line, location.key, message),
+            Err(ConfigError::Invalid { location, message }) => {
+                (location.line, location.key, message)
+            }
             other => panic!("expected a rejection, got {other:?}"),
         }
     }
@@ -240,7 +321,12 @@ mod tests {
     #[test]
     fn a_valid_manifest_plans_directories_then_files_then_cleanup_with_the_manifest_last() {
         let text = manifest(&[
-            entry("key.json", "/var/lib/pew/worker/keys/key.json", "0600", true),
+            entry(
+                "key.json",
+                "/var/lib/pew/worker/keys/key.json",
+                "0600",
+                true,
+            ),
             entry("site.toml", "/var/lib/pew/site.toml", "0644", false),
         ]);
         let parsed = Manifest::parse(Path::new("provision/manifest.toml"), &text).unwrap();
@@ -253,7 +339,14 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(directories, ["/var/lib/pew", "/var/lib/pew/worker", "/var/lib/pew/worker/keys"]);
+        assert_eq!(
+            directories,
+            [
+                "/var/lib/pew",
+                "/var/lib/pew/worker",
+                "/var/lib/pew/worker/keys"
+            ]
+        );
         assert_eq!(
             plan[3],
             InstallAction::InstallFile {
@@ -265,19 +358,36 @@ mod tests {
                 sha256: HASH.parse().unwrap(),
             }
         );
-        assert_eq!(plan.last(), Some(&InstallAction::RemoveFromBootPartition { path: "provision/manifest.toml".into() }));
+        assert_eq!(
+            plan.last(),
+            Some(&InstallAction::RemoveFromBootPartition {
+                path: "provision/manifest.toml".into()
+            })
+        );
         assert_eq!(plan.len(), 3 + 2 + 3);
     }
 
     #[test]
     fn an_empty_area_only_removes_its_manifest() {
         let parsed = Manifest::parse(Path::new("m.toml"), "format = 1\n").unwrap();
-        assert_eq!(parsed.install_plan(), [InstallAction::RemoveFromBootPartition { path: "provision/manifest.toml".into() }]);
+        assert_eq!(
+            parsed.install_plan(),
+            [InstallAction::RemoveFromBootPartition {
+                path: "provision/manifest.toml".into()
+            }]
+        );
     }
 
     #[test]
     fn destinations_must_stay_under_var_lib_pew() {
-        for destination in ["/etc/shadow", "/var/lib/pewter/x", "/var/lib/pew/../../etc/x", "/var/lib/pew//x", "/var/lib/pew/", "var/lib/pew/x"] {
+        for destination in [
+            "/etc/shadow",
+            "/var/lib/pewter/x",
+            "/var/lib/pew/../../etc/x",
+            "/var/lib/pew//x",
+            "/var/lib/pew/",
+            "var/lib/pew/x",
+        ] {
             let text = manifest(&[entry("a", destination, "0644", false)]);
             let (line, key, message) = rejection(&text);
             assert_eq!(key.as_deref(), Some("file[0].destination"), "{destination}");
@@ -287,10 +397,17 @@ mod tests {
 
     #[test]
     fn secrets_must_be_private_and_no_file_world_writable_or_setuid() {
-        let (line, key, message) = rejection(&manifest(&[entry("a", "/var/lib/pew/a", "0640", true)]));
+        let (line, key, message) =
+            rejection(&manifest(&[entry("a", "/var/lib/pew/a", "0640", true)]));
         assert_eq!((line, key.as_deref()), (Some(8), Some("file[0].mode")));
         assert!(message.contains("owner only"), "{message}");
-        assert!(Manifest::parse(Path::new("m"), &manifest(&[entry("a", "/var/lib/pew/a", "0400", true)])).is_ok());
+        assert!(
+            Manifest::parse(
+                Path::new("m"),
+                &manifest(&[entry("a", "/var/lib/pew/a", "0400", true)])
+            )
+            .is_ok()
+        );
         for mode in ["0666", "4755", "1644"] {
             let (_, key, _) = rejection(&manifest(&[entry("a", "/var/lib/pew/a", mode, false)]));
             assert_eq!(key.as_deref(), Some("file[0].mode"), "{mode}");
@@ -300,41 +417,64 @@ mod tests {
     #[test]
     fn modes_are_octal_strings() {
         for mode in ["600", "0600"] {
-            assert!(Manifest::parse(Path::new("m"), &manifest(&[entry("a", "/var/lib/pew/a", mode, false)])).is_ok(), "{mode}");
+            assert!(
+                Manifest::parse(
+                    Path::new("m"),
+                    &manifest(&[entry("a", "/var/lib/pew/a", mode, false)])
+                )
+                .is_ok(),
+                "{mode}"
+            );
         }
         for mode in ["0800", "60", "00600", "rw"] {
-            let (_, _, message) = rejection(&manifest(&[entry("a", "/var/lib/pew/a", mode, false)]));
+            let (_, _, message) =
+                rejection(&manifest(&[entry("a", "/var/lib/pew/a", mode, false)]));
             assert!(message.contains("octal"), "{mode}: {message}");
         }
     }
 
     #[test]
     fn duplicates_and_file_directory_clashes_name_the_later_entry() {
-        let twice = manifest(&[entry("a", "/var/lib/pew/x", "0644", false), entry("b", "/var/lib/pew/x", "0644", false)]);
+        let twice = manifest(&[
+            entry("a", "/var/lib/pew/x", "0644", false),
+            entry("b", "/var/lib/pew/x", "0644", false),
+        ]);
         let (line, key, message) = rejection(&twice);
-        assert_eq!((line, key.as_deref()), (Some(14), Some("file[1].destination")));
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(14), Some("file[1].destination"))
+        );
         assert!(message.contains("installed twice"), "{message}");
 
-        let clash = manifest(&[entry("a", "/var/lib/pew/x", "0644", false), entry("b", "/var/lib/pew/x/y", "0644", false)]);
+        let clash = manifest(&[
+            entry("a", "/var/lib/pew/x", "0644", false),
+            entry("b", "/var/lib/pew/x/y", "0644", false),
+        ]);
         assert!(rejection(&clash).2.contains("cannot both be files"));
 
-        let same_source = manifest(&[entry("a", "/var/lib/pew/x", "0644", false), entry("a", "/var/lib/pew/y", "0644", false)]);
+        let same_source = manifest(&[
+            entry("a", "/var/lib/pew/x", "0644", false),
+            entry("a", "/var/lib/pew/y", "0644", false),
+        ]);
         assert_eq!(rejection(&same_source).1.as_deref(), Some("file[1].source"));
     }
 
     #[test]
     fn sources_are_plain_names_in_the_area_and_not_the_manifest() {
         for source in ["../etc/passwd", "sub/dir", "manifest.toml", ""] {
-            let (_, key, _) = rejection(&manifest(&[entry(source, "/var/lib/pew/a", "0644", false)]));
+            let (_, key, _) =
+                rejection(&manifest(&[entry(source, "/var/lib/pew/a", "0644", false)]));
             assert_eq!(key.as_deref(), Some("file[0].source"), "{source:?}");
         }
     }
 
     #[test]
     fn owners_groups_hashes_format_and_unknown_keys_are_checked() {
-        let bad_owner = manifest(&[entry("a", "/var/lib/pew/a", "0644", false).replace("owner = \"root\"", "owner = \"Root\"")]);
+        let bad_owner = manifest(&[entry("a", "/var/lib/pew/a", "0644", false)
+            .replace("owner = \"root\"", "owner = \"Root\"")]);
         assert_eq!(rejection(&bad_owner).1.as_deref(), Some("file[0].owner"));
-        let bad_hash = manifest(&[entry("a", "/var/lib/pew/a", "0644", false).replace(HASH, "abc")]);
+        let bad_hash =
+            manifest(&[entry("a", "/var/lib/pew/a", "0644", false).replace(HASH, "abc")]);
         assert!(rejection(&bad_hash).2.contains("64 hex digits"));
         assert_eq!(rejection("format = 2\n").1.as_deref(), Some("format"));
         let unknown = manifest(&[entry("a", "/var/lib/pew/a", "0644", false) + "user = \"x\"\n"]);

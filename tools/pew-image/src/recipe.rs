@@ -10,16 +10,25 @@ use std::path::Path;
 use pew_daemon::config::{self, ConfigError};
 use serde::Deserialize;
 
-use crate::bootscript::{BoardArgs, BootScriptConfig, DtbSource, KernelArgs, PayloadLocation, Watchdog};
+use crate::bootscript::{
+    BoardArgs, BootScriptConfig, DtbSource, KernelArgs, PayloadLocation, Watchdog,
+};
 use crate::bootstate::Attempts;
 use crate::digest::decode_lowercase_hex;
 use crate::layout::{DiskLayout, DiskSignature, LayoutError, LayoutSpec, PartitionRole};
 use crate::lock::check_name;
 
 /// Packages without which the image cannot boot its A/B chain at all.
-const REQUIRED_PACKAGES: [&str; 5] = ["linux-image-arm64", "raspi-firmware", "u-boot-rpi", "initramfs-tools", "systemd-sysv"];
+const REQUIRED_PACKAGES: [&str; 5] = [
+    "linux-image-arm64",
+    "raspi-firmware",
+    "u-boot-rpi",
+    "initramfs-tools",
+    "systemd-sysv",
+];
 /// Packages that live in Debian's `non-free-firmware` component.
-const NON_FREE_FIRMWARE_PACKAGES: [&str; 3] = ["raspi-firmware", "firmware-brcm80211", "bluez-firmware"];
+const NON_FREE_FIRMWARE_PACKAGES: [&str; 3] =
+    ["raspi-firmware", "firmware-brcm80211", "bluez-firmware"];
 /// pew's services, each packaged as a `.deb` of the same name.
 pub const PEW_SERVICES: [&str; 4] = ["pew-powerd", "pew-sensord", "pew-workerd", "pew-updated"];
 /// FAT stores dates from 1980 on; an earlier epoch cannot be represented on the boot partition.
@@ -112,7 +121,10 @@ impl<'de> Deserialize<'de> for SourceDateEpoch {
         impl serde::de::Visitor<'_> for EpochVisitor {
             type Value = SourceDateEpoch;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "\"last-commit\" or seconds since 1970 from {FAT_EPOCH} (1980, FAT's first date) on")
+                write!(
+                    f,
+                    "\"last-commit\" or seconds since 1970 from {FAT_EPOCH} (1980, FAT's first date) on"
+                )
             }
             fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
                 match text {
@@ -123,7 +135,10 @@ impl<'de> Deserialize<'de> for SourceDateEpoch {
             fn visit_i64<E: serde::de::Error>(self, seconds: i64) -> Result<Self::Value, E> {
                 match u64::try_from(seconds) {
                     Ok(seconds) if seconds >= FAT_EPOCH => Ok(SourceDateEpoch::Fixed(seconds)),
-                    _ => Err(E::invalid_value(serde::de::Unexpected::Signed(seconds), &self)),
+                    _ => Err(E::invalid_value(
+                        serde::de::Unexpected::Signed(seconds),
+                        &self,
+                    )),
                 }
             }
         }
@@ -149,7 +164,11 @@ pub struct NonZeroId(pub u32);
 impl TryFrom<u32> for NonZeroId {
     type Error = &'static str;
     fn try_from(id: u32) -> Result<Self, Self::Error> {
-        if id == 0 { Err("must not be 0: tools replace 0 with a random id") } else { Ok(Self(id)) }
+        if id == 0 {
+            Err("must not be 0: tools replace 0 with a random id")
+        } else {
+            Ok(Self(id))
+        }
     }
 }
 
@@ -213,7 +232,9 @@ impl TryFrom<String> for Uuid {
         if lengths == [8, 4, 4, 4, 12] && decode_lowercase_hex(&groups.concat(), &mut bytes) {
             return Ok(Self(bytes));
         }
-        Err(format!("{text:?} is not a UUID in lowercase 8-4-4-4-12 hex form"))
+        Err(format!(
+            "{text:?} is not a UUID in lowercase 8-4-4-4-12 hex form"
+        ))
     }
 }
 
@@ -269,7 +290,10 @@ pub struct CheckedRecipe {
 impl Recipe {
     /// Reads and checks `image/pew.toml`.
     pub fn load(path: &Path) -> Result<CheckedRecipe, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(path, &text)
     }
 
@@ -292,82 +316,173 @@ impl Recipe {
     }
 
     /// The checks that span keys or need more than a type; the first failure is returned.
-    fn check(&self, reject: &dyn Fn(&str, String) -> ConfigError) -> Result<DiskLayout, ConfigError> {
+    fn check(
+        &self,
+        reject: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<DiskLayout, ConfigError> {
         self.check_debian(reject)?;
         check_package_list(&self.tools.packages, "tools.packages", reject)?;
         check_unique(&self.services.include, "services.include", reject)?;
-        if let Some(unknown) = self.services.include.iter().find(|s| !PEW_SERVICES.contains(&s.as_str())) {
-            return Err(reject("services.include", format!("{unknown:?} is not a pew service (one of {PEW_SERVICES:?})")));
+        if let Some(unknown) = self
+            .services
+            .include
+            .iter()
+            .find(|s| !PEW_SERVICES.contains(&s.as_str()))
+        {
+            return Err(reject(
+                "services.include",
+                format!("{unknown:?} is not a pew service (one of {PEW_SERVICES:?})"),
+            ));
         }
         self.check_filesystem_ids(reject)?;
         if self.partitions.boot.size_mib < FAT32_MIN_MIB {
-            let message = format!("FAT32 needs at least {FAT32_MIN_MIB} MiB, got {}", self.partitions.boot.size_mib);
+            let message = format!(
+                "FAT32 needs at least {FAT32_MIN_MIB} MiB, got {}",
+                self.partitions.boot.size_mib
+            );
             return Err(reject("partitions.boot.size_mib", message));
         }
-        let layout = DiskLayout::plan(&self.layout_spec()).map_err(|error| reject(layout_key(&error), error.to_string()))?;
+        let layout = DiskLayout::plan(&self.layout_spec())
+            .map_err(|error| reject(layout_key(&error), error.to_string()))?;
         let image_mib = layout.image_bytes() / (1024 * 1024);
         if image_mib > self.disk.min_card_mib {
-            let message = format!("the image is {image_mib} MiB, larger than the smallest supported card ({} MiB)", self.disk.min_card_mib);
+            let message = format!(
+                "the image is {image_mib} MiB, larger than the smallest supported card ({} MiB)",
+                self.disk.min_card_mib
+            );
             return Err(reject("disk.min_card_mib", message));
         }
         for board in self.boot.board_cmdline.keys() {
-            if !is_token(board, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
-                return Err(reject("boot.board_cmdline", format!("{board:?} is not a U-Boot board name")));
+            if !is_token(board, |c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
+            }) {
+                return Err(reject(
+                    "boot.board_cmdline",
+                    format!("{board:?} is not a U-Boot board name"),
+                ));
             }
         }
-        if let Some(overlay) = self.boot.dtoverlays.iter().find(|o| !is_token(o, |c| c.is_ascii_alphanumeric() || ",_.=-".contains(c))) {
-            return Err(reject("boot.dtoverlays", format!("{overlay:?} is not an overlay name with parameters")));
+        if let Some(overlay) = self
+            .boot
+            .dtoverlays
+            .iter()
+            .find(|o| !is_token(o, |c| c.is_ascii_alphanumeric() || ",_.=-".contains(c)))
+        {
+            return Err(reject(
+                "boot.dtoverlays",
+                format!("{overlay:?} is not an overlay name with parameters"),
+            ));
         }
         if let Some(watchdog) = &self.boot.watchdog {
-            if !is_token(&watchdog.device, |c| c.is_ascii_alphanumeric() || "@_.,-".contains(c)) {
-                return Err(reject("boot.watchdog.device", format!("{:?} is not a U-Boot device name", watchdog.device)));
+            if !is_token(&watchdog.device, |c| {
+                c.is_ascii_alphanumeric() || "@_.,-".contains(c)
+            }) {
+                return Err(reject(
+                    "boot.watchdog.device",
+                    format!("{:?} is not a U-Boot device name", watchdog.device),
+                ));
             }
             if watchdog.timeout_ms < 1000 {
-                let message = format!("{} ms would reset the board before the kernel is loaded", watchdog.timeout_ms);
+                let message = format!(
+                    "{} ms would reset the board before the kernel is loaded",
+                    watchdog.timeout_ms
+                );
                 return Err(reject("boot.watchdog.timeout_ms", message));
             }
         }
         Ok(layout)
     }
 
-    fn check_debian(&self, reject: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+    fn check_debian(
+        &self,
+        reject: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         let debian = &self.debian;
-        if !is_token(&debian.suite, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-            return Err(reject("debian.suite", format!("{:?} is not a Debian suite name", debian.suite)));
+        if !is_token(&debian.suite, |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+        }) {
+            return Err(reject(
+                "debian.suite",
+                format!("{:?} is not a Debian suite name", debian.suite),
+            ));
         }
-        if !["http://", "https://", "file://"].iter().any(|scheme| debian.mirror.starts_with(scheme)) {
-            return Err(reject("debian.mirror", format!("{:?} is not an http(s) or file URL", debian.mirror)));
+        if !["http://", "https://", "file://"]
+            .iter()
+            .any(|scheme| debian.mirror.starts_with(scheme))
+        {
+            return Err(reject(
+                "debian.mirror",
+                format!("{:?} is not an http(s) or file URL", debian.mirror),
+            ));
         }
         check_unique(&debian.components, "debian.components", reject)?;
         if !debian.components.iter().any(|c| c == "main") {
-            return Err(reject("debian.components", "must include \"main\"".to_owned()));
+            return Err(reject(
+                "debian.components",
+                "must include \"main\"".to_owned(),
+            ));
         }
         check_package_list(&debian.packages, "debian.packages", reject)?;
-        if let Some(missing) = REQUIRED_PACKAGES.iter().find(|p| !debian.packages.iter().any(|q| q == *p)) {
-            return Err(reject("debian.packages", format!("{missing} is required to boot the image")));
+        if let Some(missing) = REQUIRED_PACKAGES
+            .iter()
+            .find(|p| !debian.packages.iter().any(|q| q == *p))
+        {
+            return Err(reject(
+                "debian.packages",
+                format!("{missing} is required to boot the image"),
+            ));
         }
-        let needs_non_free = debian.packages.iter().find(|p| NON_FREE_FIRMWARE_PACKAGES.contains(&p.as_str()));
-        if let Some(package) = needs_non_free.filter(|_| !debian.components.iter().any(|c| c == "non-free-firmware")) {
-            return Err(reject("debian.components", format!("{package} is in non-free-firmware, which is not listed")));
+        let needs_non_free = debian
+            .packages
+            .iter()
+            .find(|p| NON_FREE_FIRMWARE_PACKAGES.contains(&p.as_str()));
+        if let Some(package) =
+            needs_non_free.filter(|_| !debian.components.iter().any(|c| c == "non-free-firmware"))
+        {
+            return Err(reject(
+                "debian.components",
+                format!("{package} is in non-free-firmware, which is not listed"),
+            ));
         }
         Ok(())
     }
 
-    fn check_filesystem_ids(&self, reject: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+    fn check_filesystem_ids(
+        &self,
+        reject: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         let boot = &self.partitions.boot;
-        if boot.label.is_empty() || boot.label.len() > 11 || !boot.label.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
-            return Err(reject("partitions.boot.label", format!("{:?}: a FAT label is 1-11 of A-Z 0-9 _", boot.label)));
+        if boot.label.is_empty()
+            || boot.label.len() > 11
+            || !boot
+                .label
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(reject(
+                "partitions.boot.label",
+                format!("{:?}: a FAT label is 1-11 of A-Z 0-9 _", boot.label),
+            ));
         }
         for (key, label, max) in [
             ("partitions.system.label", &self.partitions.system.label, 15),
             ("partitions.data.label", &self.partitions.data.label, 16),
         ] {
-            if label.is_empty() || label.len() > max || !is_token(label, |c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(reject(key, format!("{label:?}: a label is 1-{max} of letters, digits, - and _")));
+            if label.is_empty()
+                || label.len() > max
+                || !is_token(label, |c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(reject(
+                    key,
+                    format!("{label:?}: a label is 1-{max} of letters, digits, - and _"),
+                ));
             }
         }
         if boot.volume_id == self.disk.signature {
-            return Err(reject("partitions.boot.volume_id", "equals disk.signature; give every id its own value".to_owned()));
+            return Err(reject(
+                "partitions.boot.volume_id",
+                "equals disk.signature; give every id its own value".to_owned(),
+            ));
         }
         let uuids = [
             ("partitions.system.uuid", self.partitions.system.uuid),
@@ -386,7 +501,8 @@ impl Recipe {
 impl CheckedRecipe {
     /// Checks that a built system image fits a slot with the recipe's headroom.
     pub fn check_system_image(&self, image_bytes: u64) -> Result<(), LayoutError> {
-        self.layout.check_system_image(image_bytes, self.recipe.partitions.system.headroom_percent)
+        self.layout
+            .check_system_image(image_bytes, self.recipe.partitions.system.headroom_percent)
     }
 
     /// The boot script's parameters.
@@ -398,7 +514,14 @@ impl CheckedRecipe {
             payload: boot.payload,
             dtb: boot.dtb,
             cmdline: boot.cmdline.clone(),
-            board_args: boot.board_cmdline.iter().map(|(board, args)| BoardArgs { board: board.clone(), args: args.clone() }).collect(),
+            board_args: boot
+                .board_cmdline
+                .iter()
+                .map(|(board, args)| BoardArgs {
+                    board: board.clone(),
+                    args: args.clone(),
+                })
+                .collect(),
             watchdog: boot.watchdog.clone(),
         }
     }
@@ -422,18 +545,33 @@ fn is_token(text: &str, allowed: impl Fn(char) -> bool) -> bool {
     !text.is_empty() && text.chars().all(allowed)
 }
 
-fn check_unique(items: &[String], key: &str, reject: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
-    match items.iter().enumerate().find(|(index, item)| items[..*index].contains(item)) {
+fn check_unique(
+    items: &[String],
+    key: &str,
+    reject: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    match items
+        .iter()
+        .enumerate()
+        .find(|(index, item)| items[..*index].contains(item))
+    {
         Some((_, duplicate)) => Err(reject(key, format!("{duplicate:?} is listed twice"))),
         None => Ok(()),
     }
 }
 
-fn check_package_list(packages: &[String], key: &str, reject: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+fn check_package_list(
+    packages: &[String],
+    key: &str,
+    reject: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
     if packages.is_empty() {
         return Err(reject(key, "must list at least one package".to_owned()));
     }
-    if let Some(error) = packages.iter().find_map(|package| check_name(package).err()) {
+    if let Some(error) = packages
+        .iter()
+        .find_map(|package| check_name(package).err())
+    {
         return Err(reject(key, error.to_string()));
     }
     check_unique(packages, key, reject)
@@ -452,19 +590,28 @@ mod tests {
 
     /// The shipped recipe with one piece replaced; the piece must occur exactly once.
     fn edited(old: &str, new: &str) -> String {
-        assert_eq!(SHIPPED.matches(old).count(), 1, "pew.toml must hold {old:?} once");
+        assert_eq!(
+            SHIPPED.matches(old).count(),
+            1,
+            "pew.toml must hold {old:?} once"
+        );
         SHIPPED.replacen(old, new, 1)
     }
 
     fn rejection(text: &str) -> (Option<usize>, Option<String>, String) {
         match parse(text) {
-            Err(ConfigError::Invalid { location, message }) => (location.line, location.key, message),
+            Err(ConfigError::Invalid { location, message }) => {
+                (location.line, location.key, message)
+            }
             other => panic!("expected a rejection, got {other:?}"),
         }
     }
 
     fn line_of(text: &str, needle: &str) -> usize {
-        text.lines().position(|line| line.starts_with(needle)).map(|index| index + 1).unwrap_or_default()
+        text.lines()
+            .position(|line| line.starts_with(needle))
+            .map(|index| index + 1)
+            .unwrap_or_default()
     }
 
     #[test]
@@ -475,12 +622,21 @@ mod tests {
         assert_eq!(recipe.debian.architecture, Architecture::Arm64);
         assert_eq!(recipe.boot.attempts, Attempts::DEFAULT);
         assert_eq!(recipe.services.include, ["pew-powerd"]);
-        assert_eq!(recipe.reproducibility.source_date_epoch, SourceDateEpoch::LastCommit);
-        assert_eq!(checked.layout.partuuid(PartitionRole::SystemB), "70657701-03");
+        assert_eq!(
+            recipe.reproducibility.source_date_epoch,
+            SourceDateEpoch::LastCommit
+        );
+        assert_eq!(
+            checked.layout.partuuid(PartitionRole::SystemB),
+            "70657701-03"
+        );
         // 4 + 512 + 2 × 1024 + 256 MiB.
         assert_eq!(checked.layout.image_bytes(), 2820 * 1024 * 1024);
         assert!(checked.layout.image_bytes() / (1024 * 1024) <= recipe.disk.min_card_mib);
-        assert_eq!(recipe.partitions.system.uuid.to_string(), "9fd721f3-ef58-4c69-9a78-61a2b414a239");
+        assert_eq!(
+            recipe.partitions.system.uuid.to_string(),
+            "9fd721f3-ef58-4c69-9a78-61a2b414a239"
+        );
     }
 
     #[test]
@@ -488,8 +644,14 @@ mod tests {
         let checked = parse(SHIPPED).unwrap();
         let script = boot_cmd(&checked.boot_script_config());
         assert!(script.contains("setenv pew_dir /slot-a\n\tsetenv pew_root 70657701-02"));
-        assert!(script.contains("if test \"${board}\" = \"qemu-arm\"; then setenv pew_board_args \"pew.simulate\"; fi"));
-        assert!(script.contains("rootfstype=erofs ro console=ttyAMA0,115200 console=ttyS1,115200 rootwait"));
+        assert!(script.contains(
+            "if test \"${board}\" = \"qemu-arm\"; then setenv pew_board_args \"pew.simulate\"; fi"
+        ));
+        assert!(
+            script.contains(
+                "rootfstype=erofs ro console=ttyAMA0,115200 console=ttyS1,115200 rootwait"
+            )
+        );
     }
 
     #[test]
@@ -515,49 +677,167 @@ mod tests {
         for (old, new, key) in [
             ("attempts = 3", "attempts = 12", "boot.attempts"),
             ("attempts = 3", "attempts = 0", "boot.attempts"),
-            ("architecture = \"arm64\"", "architecture = \"armhf\"", "debian.architecture"),
+            (
+                "architecture = \"arm64\"",
+                "architecture = \"armhf\"",
+                "debian.architecture",
+            ),
             ("signature = 0x70657701", "signature = 0", "disk.signature"),
-            ("uuid = \"9fd721f3-ef58-4c69-9a78-61a2b414a239\"", "uuid = \"9FD721F3-ef58-4c69-9a78-61a2b414a239\"", "partitions.system.uuid"),
-            ("source_date_epoch = \"last-commit\"", "source_date_epoch = 86400", "reproducibility.source_date_epoch"),
-            ("source_date_epoch = \"last-commit\"", "source_date_epoch = \"now\"", "reproducibility.source_date_epoch"),
-            ("payload = \"boot-partition\"", "payload = \"fat\"", "boot.payload"),
-            ("cmdline = \"console", "cmdline = \"root=/dev/mmcblk0p2 console", "boot.cmdline"),
+            (
+                "uuid = \"9fd721f3-ef58-4c69-9a78-61a2b414a239\"",
+                "uuid = \"9FD721F3-ef58-4c69-9a78-61a2b414a239\"",
+                "partitions.system.uuid",
+            ),
+            (
+                "source_date_epoch = \"last-commit\"",
+                "source_date_epoch = 86400",
+                "reproducibility.source_date_epoch",
+            ),
+            (
+                "source_date_epoch = \"last-commit\"",
+                "source_date_epoch = \"now\"",
+                "reproducibility.source_date_epoch",
+            ),
+            (
+                "payload = \"boot-partition\"",
+                "payload = \"fat\"",
+                "boot.payload",
+            ),
+            (
+                "cmdline = \"console",
+                "cmdline = \"root=/dev/mmcblk0p2 console",
+                "boot.cmdline",
+            ),
         ] {
             let text = edited(old, new);
             let (line, reported, message) = rejection(&text);
             assert_eq!(reported.as_deref(), Some(key), "{new}: {message}");
-            assert_eq!(line, Some(line_of(&text, new.split(" =").next().unwrap_or(new))), "{new}");
+            assert_eq!(
+                line,
+                Some(line_of(&text, new.split(" =").next().unwrap_or(new))),
+                "{new}"
+            );
         }
     }
 
     #[test]
     fn a_fixed_epoch_is_accepted_from_1980_on() {
-        let text = edited("source_date_epoch = \"last-commit\"", "source_date_epoch = 1767225600");
-        let epoch = parse(&text).unwrap().recipe.reproducibility.source_date_epoch;
+        let text = edited(
+            "source_date_epoch = \"last-commit\"",
+            "source_date_epoch = 1767225600",
+        );
+        let epoch = parse(&text)
+            .unwrap()
+            .recipe
+            .reproducibility
+            .source_date_epoch;
         assert_eq!(epoch, SourceDateEpoch::Fixed(1_767_225_600));
         assert_eq!(epoch.resolve(42), 1_767_225_600);
-        assert_eq!(SourceDateEpoch::LastCommit.resolve(1_800_000_000), 1_800_000_000);
+        assert_eq!(
+            SourceDateEpoch::LastCommit.resolve(1_800_000_000),
+            1_800_000_000
+        );
     }
 
     #[test]
     fn cross_key_checks_name_the_key_and_line() {
         for (old, new, key, reason) in [
-            ("size_mib = 256\nlabel = \"pew-data\"", "size_mib = 0\nlabel = \"pew-data\"", "partitions.data.size_mib", "size 0"),
-            ("align_mib = 4", "align_mib = 3", "disk.align_mib", "power of two"),
-            ("size_mib = 512", "size_mib = 16", "partitions.boot.size_mib", "FAT32"),
-            ("min_card_mib = 3781", "min_card_mib = 2000", "disk.min_card_mib", "smallest supported card"),
-            ("hash_seed = \"3e3dedd1-7640-499d-8266-cf19eb363a5b\"", "hash_seed = \"48370abf-03f3-4f7b-bca2-6e63eae090dc\"", "partitions.data.hash_seed", "already used by partitions.data.uuid"),
-            ("volume_id = 0x7065b007", "volume_id = 0x70657701", "partitions.boot.volume_id", "disk.signature"),
-            ("label = \"PEWBOOT\"", "label = \"pewboot\"", "partitions.boot.label", "FAT label"),
-            ("label = \"pew-system\"", "label = \"pew-system-slot-a\"", "partitions.system.label", "1-15"),
-            ("components = [\"main\", \"non-free-firmware\"]", "components = [\"main\"]", "debian.components", "raspi-firmware is in non-free-firmware"),
-            ("components = [\"main\", \"non-free-firmware\"]", "components = [\"main\", \"main\", \"non-free-firmware\"]", "debian.components", "twice"),
-            ("    \"u-boot-rpi\",\n", "", "debian.packages", "u-boot-rpi is required"),
-            ("    \"udev\",\n", "    \"udev\",\n    \"udev\",\n", "debian.packages", "\"udev\" is listed twice"),
-            ("    \"udev\",\n", "    \"Udev\",\n", "debian.packages", "not a Debian package name"),
-            ("include = [\"pew-powerd\"]", "include = [\"pew-powerd\", \"pew-weatherd\"]", "services.include", "not a pew service"),
-            ("mirror = \"http://deb.debian.org/debian\"", "mirror = \"deb.debian.org\"", "debian.mirror", "URL"),
-            ("dtoverlays = []", "dtoverlays = [\"i2c-rtc, ds3231\"]", "boot.dtoverlays", "overlay name"),
+            (
+                "size_mib = 256\nlabel = \"pew-data\"",
+                "size_mib = 0\nlabel = \"pew-data\"",
+                "partitions.data.size_mib",
+                "size 0",
+            ),
+            (
+                "align_mib = 4",
+                "align_mib = 3",
+                "disk.align_mib",
+                "power of two",
+            ),
+            (
+                "size_mib = 512",
+                "size_mib = 16",
+                "partitions.boot.size_mib",
+                "FAT32",
+            ),
+            (
+                "min_card_mib = 3781",
+                "min_card_mib = 2000",
+                "disk.min_card_mib",
+                "smallest supported card",
+            ),
+            (
+                "hash_seed = \"3e3dedd1-7640-499d-8266-cf19eb363a5b\"",
+                "hash_seed = \"48370abf-03f3-4f7b-bca2-6e63eae090dc\"",
+                "partitions.data.hash_seed",
+                "already used by partitions.data.uuid",
+            ),
+            (
+                "volume_id = 0x7065b007",
+                "volume_id = 0x70657701",
+                "partitions.boot.volume_id",
+                "disk.signature",
+            ),
+            (
+                "label = \"PEWBOOT\"",
+                "label = \"pewboot\"",
+                "partitions.boot.label",
+                "FAT label",
+            ),
+            (
+                "label = \"pew-system\"",
+                "label = \"pew-system-slot-a\"",
+                "partitions.system.label",
+                "1-15",
+            ),
+            (
+                "components = [\"main\", \"non-free-firmware\"]",
+                "components = [\"main\"]",
+                "debian.components",
+                "raspi-firmware is in non-free-firmware",
+            ),
+            (
+                "components = [\"main\", \"non-free-firmware\"]",
+                "components = [\"main\", \"main\", \"non-free-firmware\"]",
+                "debian.components",
+                "twice",
+            ),
+            (
+                "    \"u-boot-rpi\",\n",
+                "",
+                "debian.packages",
+                "u-boot-rpi is required",
+            ),
+            (
+                "    \"udev\",\n",
+                "    \"udev\",\n    \"udev\",\n",
+                "debian.packages",
+                "\"udev\" is listed twice",
+            ),
+            (
+                "    \"udev\",\n",
+                "    \"Udev\",\n",
+                "debian.packages",
+                "not a Debian package name",
+            ),
+            (
+                "include = [\"pew-powerd\"]",
+                "include = [\"pew-powerd\", \"pew-weatherd\"]",
+                "services.include",
+                "not a pew service",
+            ),
+            (
+                "mirror = \"http://deb.debian.org/debian\"",
+                "mirror = \"deb.debian.org\"",
+                "debian.mirror",
+                "URL",
+            ),
+            (
+                "dtoverlays = []",
+                "dtoverlays = [\"i2c-rtc, ds3231\"]",
+                "boot.dtoverlays",
+                "overlay name",
+            ),
         ] {
             let text = edited(old, new);
             let (line, reported, message) = rejection(&text);
@@ -570,11 +850,23 @@ mod tests {
     #[test]
     fn watchdog_settings_are_checked() {
         let with = |device: &str, timeout: u32| {
-            edited("# [boot.watchdog]\n", &format!("[boot.watchdog]\ndevice = \"{device}\"\ntimeout_ms = {timeout}\n"))
+            edited(
+                "# [boot.watchdog]\n",
+                &format!("[boot.watchdog]\ndevice = \"{device}\"\ntimeout_ms = {timeout}\n"),
+            )
         };
         let checked = parse(&with("watchdog@7e100000", 15000)).unwrap();
-        assert_eq!(checked.recipe.boot.watchdog.map(|w| w.timeout_ms), Some(15000));
-        assert_eq!(rejection(&with("watchdog@7e100000", 500)).1.as_deref(), Some("boot.watchdog.timeout_ms"));
-        assert_eq!(rejection(&with("wdt; reset", 15000)).1.as_deref(), Some("boot.watchdog.device"));
+        assert_eq!(
+            checked.recipe.boot.watchdog.map(|w| w.timeout_ms),
+            Some(15000)
+        );
+        assert_eq!(
+            rejection(&with("watchdog@7e100000", 500)).1.as_deref(),
+            Some("boot.watchdog.timeout_ms")
+        );
+        assert_eq!(
+            rejection(&with("wdt; reset", 15000)).1.as_deref(),
+            Some("boot.watchdog.device")
+        );
     }
 }

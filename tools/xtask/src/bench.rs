@@ -33,7 +33,10 @@ fn power(seconds: u64) -> Result<()> {
     let config = dir.path().join("powerd.toml");
     std::fs::write(
         &config,
-        format!("state_dir = {:?}\nsample_interval_s = 5.0\n[source]\nkind = \"simulated\"\n", dir.path().join("state").display().to_string()),
+        format!(
+            "state_dir = {:?}\nsample_interval_s = 5.0\n[source]\nkind = \"simulated\"\n",
+            dir.path().join("state").display().to_string()
+        ),
     )?;
     let bus = pew_devbus::DevBus::start()?;
     let mut daemon = Command::new(bin.join("pew-powerd"))
@@ -49,9 +52,19 @@ fn power(seconds: u64) -> Result<()> {
     let _ = daemon.kill();
     let _ = daemon.wait();
     let figures = result?;
-    println!("pew-powerd (release, simulated hardware, 5 s samples), {} s measured after a 5 s warm-up", seconds);
-    println!("  RSS median        {:>8.2} MB  (max {:.2} MB, {} samples)", figures.rss_median_mb, figures.rss_max_mb, figures.samples);
-    println!("  CPU per hour      {:>8.3} s  (median of {} s windows)", figures.cpu_s_per_hour, WINDOW.as_secs());
+    println!(
+        "pew-powerd (release, simulated hardware, 5 s samples), {} s measured after a 5 s warm-up",
+        seconds
+    );
+    println!(
+        "  RSS median        {:>8.2} MB  (max {:.2} MB, {} samples)",
+        figures.rss_median_mb, figures.rss_max_mb, figures.samples
+    );
+    println!(
+        "  CPU per hour      {:>8.3} s  (median of {} s windows)",
+        figures.cpu_s_per_hour,
+        WINDOW.as_secs()
+    );
     Ok(())
 }
 
@@ -114,7 +127,11 @@ fn cpu_seconds(proc_dir: &Path) -> Result<f64> {
     let mut nanoseconds = 0.0;
     for task in std::fs::read_dir(proc_dir.join("task")).context("process gone")? {
         let schedstat = std::fs::read_to_string(task?.path().join("schedstat")).unwrap_or_default();
-        nanoseconds += schedstat.split_whitespace().next().and_then(|ns| ns.parse::<f64>().ok()).unwrap_or(0.0);
+        nanoseconds += schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<f64>().ok())
+            .unwrap_or(0.0);
     }
     Ok(nanoseconds / 1e9)
 }

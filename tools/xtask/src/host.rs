@@ -12,11 +12,18 @@ const TOOLS: [(&str, &str); 2] = [("dbus-daemon", "dbus-daemon"), ("setpriv", "u
 const TEST_OPERATOR: &str = "pew-operator";
 
 fn present(command: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {command}")).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {command}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
 /// Runs a command as root: directly when we are root, through sudo otherwise.
@@ -28,16 +35,31 @@ fn as_root(program: &str, args: &[&str]) -> Result<()> {
         sudo.arg(program);
         sudo
     } else {
-        bail!("{program} {} needs root and sudo is not installed", args.join(" "));
+        bail!(
+            "{program} {} needs root and sudo is not installed",
+            args.join(" ")
+        );
     };
-    let status = command.args(args).env("DEBIAN_FRONTEND", "noninteractive").status().with_context(|| format!("cannot run {program}"))?;
-    ensure!(status.success(), "{program} {} failed: {status}", args.join(" "));
+    let status = command
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
+    ensure!(
+        status.success(),
+        "{program} {} failed: {status}",
+        args.join(" ")
+    );
     Ok(())
 }
 
 /// Installs the Debian packages behind any missing tool.
 pub fn ensure_tools() -> Result<()> {
-    let missing: Vec<&str> = TOOLS.iter().filter(|(command, _)| !present(command)).map(|(_, package)| *package).collect();
+    let missing: Vec<&str> = TOOLS
+        .iter()
+        .filter(|(command, _)| !present(command))
+        .map(|(_, package)| *package)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -50,7 +72,10 @@ pub fn ensure_tools() -> Result<()> {
 
 /// cargo-nextest runs each test in its own process, which the bus tests rely on for isolation.
 pub fn ensure_nextest() -> Result<()> {
-    let installed = Command::new("cargo").args(["nextest", "--version"]).output().is_ok_and(|o| o.status.success());
+    let installed = Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !installed {
         crate::process::cargo(&["install", "--locked", "cargo-nextest"])?;
     }
@@ -61,12 +86,27 @@ pub fn ensure_nextest() -> Result<()> {
 /// members call mutating methods. Only created when we may (root), as the image does with
 /// sysusers; otherwise that half of the test reports itself as not run.
 pub fn ensure_test_operator() -> Result<()> {
-    let exists = |database: &str, name: &str| Command::new("getent").args([database, name]).output().is_ok_and(|o| o.status.success());
+    let exists = |database: &str, name: &str| {
+        Command::new("getent")
+            .args([database, name])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
     if exists("passwd", TEST_OPERATOR) || !is_root() {
         return Ok(());
     }
     if !exists("group", pew_bus::OPERATOR_GROUP) {
         as_root("groupadd", &["--system", pew_bus::OPERATOR_GROUP])?;
     }
-    as_root("useradd", &["--system", "--no-create-home", "--user-group", "--groups", pew_bus::OPERATOR_GROUP, TEST_OPERATOR])
+    as_root(
+        "useradd",
+        &[
+            "--system",
+            "--no-create-home",
+            "--user-group",
+            "--groups",
+            pew_bus::OPERATOR_GROUP,
+            TEST_OPERATOR,
+        ],
+    )
 }

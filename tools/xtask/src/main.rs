@@ -11,7 +11,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build, run, simulate, benchmark and test pew")]
+#[command(
+    name = "cargo xtask",
+    about = "Build, run, simulate, benchmark and test pew"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,7 +53,9 @@ fn main() -> Result<()> {
         Command::Node(args) => node::run(args),
         Command::Test => test(),
         Command::Bench { area } => bench::run(area),
-        Command::Sim { what: SimCommand::Power(args) } => sim::power(args),
+        Command::Sim {
+            what: SimCommand::Power(args),
+        } => sim::power(args),
         Command::Weather => weather::refresh(),
         Command::Policies => policies(),
     }

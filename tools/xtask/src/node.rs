@@ -39,8 +39,14 @@ pub fn run(args: NodeArgs) -> Result<()> {
     let config = write_power_config(&dir, &args)?;
     let bus = pew_devbus::DevBus::start().context("private bus")?;
     println!("bus address: {}", bus.address());
-    println!("try:         PEW_BUS_ADDRESS='{}' {} status", bus.address(), bin.join("pewctl").display());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    println!(
+        "try:         PEW_BUS_ADDRESS='{}' {} status",
+        bus.address(),
+        bin.join("pewctl").display()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(supervise(&bin, &config, bus.address(), args.seconds))
 }
 
@@ -72,7 +78,10 @@ async fn supervise(bin: &Path, config: &Path, address: &str, seconds: Option<u64
     let deadline = seconds.map(|s| Instant::now() + Duration::from_secs(s));
     let interactive = std::io::stdout().is_terminal();
     let result = loop {
-        let status = std::process::Command::new(bin.join("pewctl")).arg("status").env(pew_bus::BUS_ADDRESS_ENV, address).output()?;
+        let status = std::process::Command::new(bin.join("pewctl"))
+            .arg("status")
+            .env(pew_bus::BUS_ADDRESS_ENV, address)
+            .output()?;
         if interactive {
             print!("\x1b[2J\x1b[H");
         }
@@ -93,7 +102,12 @@ async fn supervise(bin: &Path, config: &Path, address: &str, seconds: Option<u64
     result
 }
 
-fn spawn(bin: &Path, service: &'static str, config: &Path, address: &str) -> Result<(&'static str, Child)> {
+fn spawn(
+    bin: &Path,
+    service: &'static str,
+    config: &Path,
+    address: &str,
+) -> Result<(&'static str, Child)> {
     let child = Command::new(bin.join(service))
         .arg("--config")
         .arg(config)
@@ -107,11 +121,17 @@ fn spawn(bin: &Path, service: &'static str, config: &Path, address: &str) -> Res
 }
 
 /// Waits until every service owns its bus name (the services claim it once ready).
-async fn wait_ready(connection: &zbus::Connection, children: &mut [(&'static str, Child)]) -> Result<()> {
+async fn wait_ready(
+    connection: &zbus::Connection,
+    children: &mut [(&'static str, Child)],
+) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut ready = true;
-        for service in pew_bus::SERVICES.iter().filter(|s| SERVICES.contains(&s.unit)) {
+        for service in pew_bus::SERVICES
+            .iter()
+            .filter(|s| SERVICES.contains(&s.unit))
+        {
             ready &= pew_bus::is_running(connection, service).await?;
         }
         if ready {
@@ -140,7 +160,10 @@ fn exited(children: &mut [(&'static str, Child)]) -> Result<Option<String>> {
 async fn stop(children: &mut [(&'static str, Child)]) {
     for (name, child) in children.iter_mut() {
         if let Some(pid) = child.id() {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
         }
         match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
             Ok(Ok(status)) => println!("{name} exited: {status}"),

@@ -7,7 +7,10 @@ use anyhow::{Context, Result, ensure};
 
 /// The repository root (xtask lives in tools/xtask).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
 }
 
 /// Runs `cargo <args>` in the workspace root and fails if it fails.
@@ -18,7 +21,11 @@ pub fn cargo(args: &[&str]) -> Result<()> {
         .current_dir(workspace_root())
         .status()
         .with_context(|| format!("cannot run {cargo}"))?;
-    ensure!(status.success(), "cargo {} failed: {status}", args.join(" "));
+    ensure!(
+        status.success(),
+        "cargo {} failed: {status}",
+        args.join(" ")
+    );
     Ok(())
 }
 
@@ -30,6 +37,7 @@ pub fn build_binaries(binaries: &[&str], profile: &str) -> Result<PathBuf> {
     }
     cargo(&args)?;
     let dir = if profile == "dev" { "debug" } else { profile };
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
     Ok(target.join(dir))
 }
