@@ -7,6 +7,7 @@
 //! seconds and tests never sleep.
 
 pub mod budget;
+pub mod calendar;
 pub mod chemistry;
 pub mod forecast;
 pub mod lease;

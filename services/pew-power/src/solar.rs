@@ -10,6 +10,7 @@ use std::f64::consts::TAU;
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
+use crate::calendar::{DAY_S, is_leap_year, year_and_day_of_year};
 use crate::chemistry::ConfigError;
 
 /// A place on Earth, in degrees; north and east are positive.
@@ -29,19 +30,13 @@ impl Site {
     }
 }
 
-const SECONDS_PER_DAY: i64 = 86_400;
-
 /// Quadrature step for irradiance integrals. The Haurwitz curve is smooth, so Simpson's rule
 /// at 5 minutes is exact to well under 0.1 % of a day's total.
 const INTEGRATION_STEP_S: f64 = 300.0;
 
 /// Cosine of the solar zenith angle at `t` (negative when the sun is below the horizon).
 pub fn cos_zenith(site: Site, t: Timestamp) -> f64 {
-    cos_zenith_at(
-        site,
-        t.div_euclid(SECONDS_PER_DAY),
-        t.rem_euclid(SECONDS_PER_DAY) as f64,
-    )
+    cos_zenith_at(site, t.div_euclid(DAY_S), t.rem_euclid(DAY_S) as f64)
 }
 
 /// Clear-sky global horizontal irradiance in W/m² (Haurwitz 1945, with pvlib's constants):
@@ -62,8 +57,8 @@ pub fn clear_sky_wh_per_m2(site: Site, start: Timestamp, end: Timestamp) -> f64 
     let step_s = span_s / intervals as f64;
     let ghi_at = |offset_s: f64| {
         let since_epoch_s = start as f64 + offset_s;
-        let day = (since_epoch_s / SECONDS_PER_DAY as f64).floor();
-        let second_of_day = since_epoch_s - day * SECONDS_PER_DAY as f64;
+        let day = (since_epoch_s / DAY_S as f64).floor();
+        let second_of_day = since_epoch_s - day * DAY_S as f64;
         haurwitz(cos_zenith_at(site, day as i64, second_of_day))
     };
     let interior: f64 = (1..intervals)
@@ -112,32 +107,6 @@ fn cos_zenith_at(site: Site, day: i64, second_of_day: f64) -> f64 {
     cos_zenith.clamp(-1.0, 1.0)
 }
 
-fn is_leap_year(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-/// Proleptic Gregorian year and zero-based day of that year for `day` days since 1970-01-01.
-fn year_and_day_of_year(day: i64) -> (i64, i64) {
-    // Count in 400-year eras starting on 1 March 0000, so the leap day ends each era-year.
-    const DAYS_PER_ERA: i64 = 146_097;
-    const EPOCH_FROM_0000_03_01: i64 = 719_468;
-    let shifted = day + EPOCH_FROM_0000_03_01;
-    let era = shifted.div_euclid(DAYS_PER_ERA);
-    let day_of_era = shifted.rem_euclid(DAYS_PER_ERA);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_march_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    // 306 days from 1 March to 1 January: January and February belong to the next civil year.
-    let (year, day_of_year) = if day_of_march_year >= 306 {
-        (year_of_era + era * 400 + 1, day_of_march_year - 306)
-    } else {
-        let year = year_of_era + era * 400;
-        let january_and_february = if is_leap_year(year) { 60 } else { 59 };
-        (year, day_of_march_year + january_and_february)
-    };
-    (year, day_of_year)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,7 +126,7 @@ mod tests {
 
     /// Highest elevation over the UTC day starting at `midnight`, and when it happens.
     fn solar_noon(site: Site, midnight: Timestamp) -> (f64, Timestamp) {
-        (0..SECONDS_PER_DAY / 30)
+        (0..DAY_S / 30)
             .map(|step| midnight + step * 30)
             .map(|t| (elevation_deg(site, t), t))
             .fold((f64::NEG_INFINITY, midnight), |best, candidate| {
@@ -174,23 +143,6 @@ mod tests {
             .filter(|minute| cos_zenith(site, midnight + minute * 60) > 0.0)
             .count();
         sunlit_minutes as f64 / 60.0
-    }
-
-    #[test]
-    fn calendar_conversion_matches_known_dates() {
-        assert_eq!(year_and_day_of_year(0), (1970, 0));
-        assert_eq!(
-            year_and_day_of_year(EQUINOX_2024 / SECONDS_PER_DAY),
-            (2024, 79)
-        );
-        assert_eq!(
-            year_and_day_of_year(DECEMBER_SOLSTICE_2024 / SECONDS_PER_DAY),
-            (2024, 355)
-        );
-        // 2000-02-29 and 1900-03-01: the 400- and 100-year leap rules.
-        assert_eq!(year_and_day_of_year(11_016), (2000, 59));
-        assert_eq!(year_and_day_of_year(-25_508), (1900, 59));
-        assert_eq!(year_and_day_of_year(-1), (1969, 364));
     }
 
     #[test]
@@ -250,7 +202,7 @@ mod tests {
             clear_sky_wh_per_m2(
                 tromso,
                 DECEMBER_SOLSTICE_2024,
-                DECEMBER_SOLSTICE_2024 + SECONDS_PER_DAY
+                DECEMBER_SOLSTICE_2024 + DAY_S
             ),
             0.0
         );
@@ -306,7 +258,7 @@ mod tests {
             longitude: -115.1,
         };
         let day_start = JUNE_SOLSTICE_2024;
-        let day_end = day_start + SECONDS_PER_DAY;
+        let day_end = day_start + DAY_S;
         let fine: f64 = (day_start..day_end)
             .step_by(10)
             .map(|t| clear_sky_ghi(site, t + 5) * 10.0)
@@ -328,16 +280,9 @@ mod tests {
             latitude: 36.1,
             longitude: -115.1,
         };
-        let june = clear_sky_wh_per_m2(
-            site,
-            JUNE_SOLSTICE_2024,
-            JUNE_SOLSTICE_2024 + SECONDS_PER_DAY,
-        );
-        let december = clear_sky_wh_per_m2(
-            site,
-            DECEMBER_SOLSTICE_2024,
-            DECEMBER_SOLSTICE_2024 + SECONDS_PER_DAY,
-        );
+        let june = clear_sky_wh_per_m2(site, JUNE_SOLSTICE_2024, JUNE_SOLSTICE_2024 + DAY_S);
+        let december =
+            clear_sky_wh_per_m2(site, DECEMBER_SOLSTICE_2024, DECEMBER_SOLSTICE_2024 + DAY_S);
         assert!((7_000.0..9_500.0).contains(&june), "{june}");
         assert!((2_500.0..4_000.0).contains(&december), "{december}");
     }

@@ -88,8 +88,9 @@ impl SimulatedNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calendar::{DAY_S, HOUR_S, days_from_civil};
+    use crate::calendar::{DAY_S, HOUR_S};
     use crate::weather::SiteName;
+    use pew_power::calendar::days_from_civil;
     use pew_power::chemistry::BatterySpec;
 
     fn greensboro_node(soc: f64, start: Timestamp) -> SimulatedNode {

@@ -149,7 +149,8 @@ impl Weather {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calendar::{DAY_S, days_from_civil};
+    use crate::calendar::DAY_S;
+    use pew_power::calendar::days_from_civil;
 
     fn weather(site: SiteName) -> Weather {
         Weather::site(site).expect("shipped weather file parses")

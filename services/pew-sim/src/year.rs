@@ -19,10 +19,11 @@ use pew_power::mode::Mode;
 use pew_power::solar::Site;
 
 use crate::battery::BatteryModel;
-use crate::calendar::{DAY_S, HOUR_S, days_from_civil};
+use crate::calendar::{DAY_S, HOUR_S};
 use crate::node::{NodeStep, SimulatedNode};
 use crate::pv::PvPanel;
 use crate::weather::Weather;
+use pew_power::calendar::days_from_civil;
 
 /// A common (non-leap) year, so the typical year maps onto it day for day.
 const SIM_YEAR: i64 = 2025;
