@@ -14,13 +14,22 @@ struct Node {
     daemon: Child,
     bus: DevBus,
     config: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Node {
     /// `simulation` is the body of the `[simulation]` section.
     fn start(simulation: &str) -> Node {
+        Self::start_with_state(simulation, None)
+    }
+
+    /// Like [`Node::start`], with `state` already in the state file.
+    fn start_with_state(simulation: &str, state: Option<&[u8]>) -> Node {
         let dir = tempfile::tempdir().unwrap();
+        if let Some(state) = state {
+            std::fs::create_dir_all(dir.path().join("state")).unwrap();
+            std::fs::write(dir.path().join("state/state.json"), state).unwrap();
+        }
         let config = dir.path().join("powerd.toml");
         std::fs::write(
             &config,
@@ -317,6 +326,30 @@ async fn a_power_cut_loses_no_lease_and_is_told_apart_from_a_clean_restart() {
     assert_eq!(
         power.list_leases().await.unwrap().len(),
         if second.granted { 2 } else { 1 }
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_state_file_means_a_cold_start_not_a_crash() {
+    // What a card that lost power mid-write without the atomic rename would hold.
+    let node = Node::start_with_state(
+        SUNNY_NOON_FULL,
+        Some(b"{\"power\": {\"soc\": {\"soc\": 0.7"),
+    );
+    let connection = node.connect().await;
+    let power = PowerProxy::new(&connection).await.unwrap();
+    assert_eq!(power.wake_reason().await.unwrap(), "first-boot");
+    wait_for_budget(&power, 1.0).await;
+    let state_dir = node.dir.path().join("state");
+    assert!(
+        state_dir.join("state.corrupt").exists(),
+        "the unusable file is kept for inspection"
+    );
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_dir.join("state.json")).unwrap()).unwrap();
+    assert_eq!(
+        saved["last_run"]["state"], "running",
+        "a fresh state replaced it"
     );
 }
 
