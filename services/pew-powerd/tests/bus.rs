@@ -45,7 +45,7 @@ impl Node {
             daemon,
             bus,
             config,
-            _dir: dir,
+            dir,
         }
     }
 
