@@ -60,6 +60,10 @@ pub struct LeaseState {
     pub leases: Vec<Lease>,
 }
 
+/// Longest reason kept with a lease: reasons come from bus callers and end up in the state
+/// file, which must stay small on an SD card.
+pub const MAX_REASON_CHARS: usize = 160;
+
 /// The outstanding leases and the id counter.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeaseBook {
@@ -117,7 +121,7 @@ impl LeaseBook {
             wh,
             granted_at: now,
             expires_at: now + i64::from(duration_s),
-            reason: reason.to_owned(),
+            reason: reason.chars().take(MAX_REASON_CHARS).collect(),
         };
         self.state.next_id += 1;
         self.state.leases.push(lease.clone());
@@ -189,6 +193,13 @@ mod tests {
         assert!(!book.release("lease-999"));
         assert_eq!(book.outstanding_wh(), 2.5);
         assert_eq!(book.leases(), std::slice::from_ref(&second));
+    }
+
+    #[test]
+    fn long_reasons_from_callers_are_cut() {
+        let mut book = book();
+        let lease = book.grant(NOW, 1.0, 60, &"é".repeat(10_000), 5.0).unwrap();
+        assert_eq!(lease.reason.chars().count(), MAX_REASON_CHARS);
     }
 
     #[test]
