@@ -8,9 +8,11 @@
 //! - [`bootscript`]: the U-Boot script applying those rules on the Pi and under QEMU.
 //! - [`firmware`]: the Pi's `config.txt` and the files the boot partition needs.
 //! - [`provisioning`]: the per-node files dropped on the boot partition, and how they install.
+//! - [`deb`]: pew's own Debian packages: their files, control files and maintainer scripts.
 
 pub mod bootscript;
 pub mod bootstate;
+pub mod deb;
 pub mod digest;
 pub mod firmware;
 pub mod layout;

@@ -1,12 +1,17 @@
-//! What the host needs for the dev node and the tests, installed when missing, so that the
-//! README's two commands work on a fresh Debian or Ubuntu machine.
+//! What the host needs for the dev node, the tests and the Pi build, installed when missing, so
+//! that the README's commands work on a fresh Debian or Ubuntu machine.
 
 use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 
+use crate::process;
+
 /// Commands the dev node and tests run, with the Debian package that provides each.
 const TOOLS: [(&str, &str); 2] = [("dbus-daemon", "dbus-daemon"), ("setpriv", "util-linux")];
+
+/// Debian's aarch64 cross compiler and the arm64 glibc it links against (2.36 on bookworm).
+const CROSS_PACKAGES: [&str; 2] = ["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"];
 
 /// The unprivileged member of group `pew` the policy test calls as.
 const TEST_OPERATOR: &str = "pew-operator";
@@ -60,13 +65,46 @@ pub fn ensure_tools() -> Result<()> {
         .filter(|(command, _)| !present(command))
         .map(|(_, package)| *package)
         .collect();
-    if missing.is_empty() {
+    apt_install(&missing)
+}
+
+/// The rustup target and Debian's cross gcc and arm64 glibc for building the Pi's binaries
+/// (.cargo/config.toml names the linker).
+pub fn ensure_cross_toolchain(target: &str) -> Result<()> {
+    let installed = process::output(
+        Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .current_dir(process::workspace_root()),
+    )?;
+    if !installed.lines().any(|line| line == target) {
+        process::run(
+            Command::new("rustup")
+                .args(["target", "add", target])
+                .current_dir(process::workspace_root()),
+        )?;
+    }
+    let missing: Vec<&str> = CROSS_PACKAGES
+        .into_iter()
+        .filter(|package| !package_installed(package))
+        .collect();
+    apt_install(&missing)
+}
+
+fn package_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["--show", "--showformat=${db:Status-Status}", package])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout == b"installed")
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    if packages.is_empty() {
         return Ok(());
     }
-    println!("installing {}", missing.join(" "));
+    println!("installing {}", packages.join(" "));
     as_root("apt-get", &["update", "-qq"])?;
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    args.extend(&missing);
+    args.extend(packages);
     as_root("apt-get", &args)
 }
 

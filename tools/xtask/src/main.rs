@@ -1,6 +1,7 @@
 //! `cargo xtask`: pew's one entry point for building, running, simulating, benchmarking and testing.
 
 mod bench;
+mod debs;
 mod host;
 mod node;
 mod process;
@@ -40,6 +41,8 @@ enum Command {
     Weather,
     /// Regenerate the D-Bus policy files in overlays/ from pew-bus's contract.
     Policies,
+    /// Cross-compile pew for the Pi and package it as .debs (default: out/debs).
+    Debs(debs::DebsArgs),
 }
 
 #[derive(Subcommand)]
@@ -58,6 +61,7 @@ fn main() -> Result<()> {
         } => sim::power(args),
         Command::Weather => weather::refresh(),
         Command::Policies => policies(),
+        Command::Debs(args) => debs::run(args),
     }
 }
 

@@ -13,20 +13,46 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from("."))
 }
 
+/// `cargo <args>` in the workspace root, for callers that add environment before running it.
+pub fn cargo_command(args: &[&str]) -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(args).current_dir(workspace_root());
+    command
+}
+
 /// Runs `cargo <args>` in the workspace root and fails if it fails.
 pub fn cargo(args: &[&str]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .args(args)
-        .current_dir(workspace_root())
+    run(&mut cargo_command(args))
+}
+
+/// Runs a prepared command and fails unless it exits successfully.
+pub fn run(command: &mut Command) -> Result<()> {
+    let status = command
         .status()
-        .with_context(|| format!("cannot run {cargo}"))?;
-    ensure!(
-        status.success(),
-        "cargo {} failed: {status}",
-        args.join(" ")
-    );
+        .with_context(|| format!("cannot run {:?}", command.get_program()))?;
+    ensure!(status.success(), "{command:?} failed: {status}");
     Ok(())
+}
+
+/// Runs a prepared command and returns its standard output, failing unless it succeeds.
+pub fn output(command: &mut Command) -> Result<String> {
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {:?}", command.get_program()))?;
+    ensure!(
+        output.status.success(),
+        "{command:?} failed: {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    String::from_utf8(output.stdout).with_context(|| format!("{command:?} printed non-UTF-8"))
+}
+
+/// Where cargo puts its builds: `CARGO_TARGET_DIR`, or `target/` in the workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
 /// Builds the given binaries with `profile` ("dev" or "release") and returns their directory.
@@ -37,7 +63,5 @@ pub fn build_binaries(binaries: &[&str], profile: &str) -> Result<PathBuf> {
     }
     cargo(&args)?;
     let dir = if profile == "dev" { "debug" } else { profile };
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    Ok(target.join(dir))
+    Ok(target_dir().join(dir))
 }
