@@ -93,8 +93,8 @@ pub const SERVICES: [Service; 4] = [
     update::SERVICE,
 ];
 
-/// Connects to the bus the node's services live on: the address in [`BUS_ADDRESS_ENV`] when set,
-/// otherwise `address` when given, otherwise the system bus.
+/// Connects to the bus the node's services live on: `address` when given (a `--bus` flag), else
+/// the address in [`BUS_ADDRESS_ENV`] when set, else the system bus.
 pub async fn connect(address: Option<&str>) -> zbus::Result<Connection> {
     let from_env = std::env::var(BUS_ADDRESS_ENV).ok();
     match address.map(str::to_owned).or(from_env) {
