@@ -46,6 +46,8 @@ pub struct Core {
     /// When this boot (or simulated wake) began, for the grace period before re-sleeping.
     awake_since: Timestamp,
     safety_alarm_armed_at: Option<Timestamp>,
+    /// Power-off was requested from systemd; the service only waits for SIGTERM now.
+    powering_off: bool,
 }
 
 impl Core {
@@ -215,6 +217,7 @@ pub async fn run(config: PowerdConfig, bus_address: Option<String>) -> Result<()
         save_interval_s: config.save_interval_s as i64,
         awake_since: now,
         safety_alarm_armed_at: None,
+        powering_off: false,
     };
     core.refresh_safety_alarm(now, power_config.policy.max_sleep_s);
     core.platform.apply_mode(core.manager.mode());
@@ -325,6 +328,9 @@ async fn sample(
         }
     }
     core.publish();
+    if core.powering_off {
+        return;
+    }
     if core.manager.mode() == Mode::Shutdown && now - core.awake_since >= grace_s {
         power_off(core, now).await;
     } else {
@@ -357,7 +363,7 @@ async fn power_off(core: &mut Core, now: Timestamp) {
         "powering off until the wake alarm"
     );
     match core.platform.power_off(wake_at).await {
-        Ok(PowerOff::Requested) => {}
+        Ok(PowerOff::Requested) => core.powering_off = true,
         Ok(PowerOff::Resumed) => {
             let woke = core.now();
             core.wake_reason = wake::classify(Some(core.last_run), woke);
