@@ -15,7 +15,8 @@
 //!    arguments. A slot whose files cannot be loaded resets the board: another attempt gone.
 //!
 //! The slot choice is the same rule as [`crate::bootstate::BootState::select`], which is
-//! tested exhaustively; the tests here check that the generated text encodes it.
+//! tested exhaustively; the tests here check that the generated text encodes it, and
+//! `cargo xtask uboot-check` boots it on Debian's U-Boot under QEMU and compares run by run.
 //!
 //! Unverified on the real U-Boot builds, hence parameters: whether Debian's U-Boot reads EROFS
 //! ([`PayloadLocation`]), which watchdog driver it has ([`Watchdog`]), and the `${board}` names
@@ -31,6 +32,22 @@ pub const INITRD_FILE: &str = "initrd.img";
 /// Directory of the kernel's DTBs inside a slot's payload directory, laid out as the kernel
 /// package ships them (`broadcom/bcm2711-rpi-4-b.dtb`), which is the form of U-Boot's `${fdtfile}`.
 pub const DTB_DIRECTORY: &str = "dtbs";
+
+/// What the script prints once the attempt is saved, followed by the slot letter; test harnesses
+/// and a serial console read the chosen slot from it ([`booted_slot`]).
+pub const BOOTING_MESSAGE: &str = "pew: booting slot ";
+/// What the script prints when every slot had used its attempts and both were refilled.
+pub const REFILL_MESSAGE: &str = "pew: every slot used its attempts";
+/// What the script prints when `booti` returns, i.e. the kernel was loaded but refused.
+pub const BOOTI_FAILED_MESSAGE: &str = "pew: booti failed";
+
+/// The slot a boot script run chose, read from U-Boot's console output.
+pub fn booted_slot(console: &str) -> Option<Slot> {
+    let after = &console[console.find(BOOTING_MESSAGE)? + BOOTING_MESSAGE.len()..];
+    Slot::ALL
+        .into_iter()
+        .find(|slot| after.starts_with(slot.letter()))
+}
 
 /// Where U-Boot finds each slot's kernel, initramfs and DTBs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Deserialize)]
@@ -229,7 +246,9 @@ pub fn boot_cmd(config: &BootScriptConfig<'_>) -> String {
         "No slot has attempts left: refill both and try the primary again. Never stop here.",
     );
     script.line("if test -z \"${pew_slot}\"; then");
-    script.indented(&format!("echo \"pew: every slot used its attempts; refilling both to {attempts}, trying the primary\""));
+    script.indented(&format!(
+        "echo \"{REFILL_MESSAGE}; refilling both to {attempts}, trying the primary\""
+    ));
     for slot in Slot::ALL {
         script.indented(&format!("setenv {} {attempts}", slot.attempts_variable()));
         script.indented(&format!("setenv {} {}", next_variable(slot), attempts - 1));
@@ -267,7 +286,7 @@ pub fn boot_cmd(config: &BootScriptConfig<'_>) -> String {
         "fatwrite {state_file} ${{filesize}} || echo \"pew: WARNING: cannot save {ENV_FILE_NAME}, this attempt is not counted\""
     ));
     script.line(&format!(
-        "echo \"pew: booting slot ${{pew_slot}} (order ${{{ORDER_VARIABLE}}}, A left ${{{}}}, B left ${{{}}})\"",
+        "echo \"{BOOTING_MESSAGE}${{pew_slot}} (order ${{{ORDER_VARIABLE}}}, A left ${{{}}}, B left ${{{}}})\"",
         Slot::A.attempts_variable(),
         Slot::B.attempts_variable()
     ));
@@ -314,7 +333,7 @@ pub fn boot_cmd(config: &BootScriptConfig<'_>) -> String {
         "setenv bootargs \"pew.slot=${{pew_slot}} root=PARTUUID=${{pew_root}} rootfstype=erofs ro{recipe_args} ${{pew_board_args}}\""
     ));
     script.line("booti ${kernel_addr_r} ${ramdisk_addr_r}:${pew_initrd_size} ${pew_fdt}");
-    script.line("echo \"pew: booti failed\"");
+    script.line(&format!("echo \"{BOOTI_FAILED_MESSAGE}\""));
     script.line("reset");
     script.text
 }
@@ -595,6 +614,31 @@ mod tests {
             assert_eq!(count("if"), count("fi"));
             assert_eq!(count("if") + count("elif"), count("then"));
         }
+    }
+
+    #[test]
+    fn the_booted_slot_is_read_from_the_line_the_script_echoes() {
+        let layout = layout();
+        let script = boot_cmd(&config(&layout));
+        assert!(script.contains(&format!("echo \"{BOOTING_MESSAGE}${{pew_slot}} (order")));
+        assert!(script.contains(&format!("echo \"{REFILL_MESSAGE}; refilling")));
+        assert!(script.contains(&format!("echo \"{BOOTI_FAILED_MESSAGE}\"\nreset\n")));
+        // As U-Boot 2025.01 printed it under QEMU.
+        let console = "Failed to load 'pewboot.env'\n\
+                       46 bytes written in 7 ms (5.9 KiB/s)\n\
+                       pew: booting slot B (order A B, A left 0, B left 2)\n\
+                       Bad Linux ARM64 Image magic!\n";
+        assert_eq!(booted_slot(console), Some(Slot::B));
+        assert_eq!(
+            booted_slot("pew: booting slot A (order A B, A left 2, B left 3)"),
+            Some(Slot::A)
+        );
+        // An empty ${pew_slot} or a script that never got that far names no slot.
+        assert_eq!(
+            booted_slot("pew: booting slot  (order A B, A left 0)"),
+            None
+        );
+        assert_eq!(booted_slot("Bad Linux ARM64 Image magic!\n"), None);
     }
 
     #[test]

@@ -60,7 +60,12 @@ fn as_root(program: &str, args: &[&str]) -> Result<()> {
 
 /// Installs the Debian packages behind any missing tool.
 pub fn ensure_tools() -> Result<()> {
-    let missing: Vec<&str> = TOOLS
+    ensure_commands(&TOOLS)
+}
+
+/// Installs the Debian package behind each `(command, package)` whose command is missing.
+pub fn ensure_commands(tools: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = tools
         .iter()
         .filter(|(command, _)| !present(command))
         .map(|(_, package)| *package)

@@ -6,6 +6,7 @@ mod host;
 mod node;
 mod process;
 mod sim;
+mod uboot;
 mod weather;
 
 use anyhow::Result;
@@ -43,6 +44,9 @@ enum Command {
     Policies,
     /// Cross-compile pew for the Pi and package it as .debs (default: out/debs).
     Debs(debs::DebsArgs),
+    /// Boot the generated A/B boot script on Debian's real U-Boot under QEMU, run after run,
+    /// and check each choice and saved state against pew-image's BootState.
+    UbootCheck,
 }
 
 #[derive(Subcommand)]
@@ -62,6 +66,7 @@ fn main() -> Result<()> {
         Command::Weather => weather::refresh(),
         Command::Policies => policies(),
         Command::Debs(args) => debs::run(args),
+        Command::UbootCheck => uboot::check(),
     }
 }
 
