@@ -31,6 +31,7 @@ pub struct PowerdConfig {
     pub simulation: SimulationConfig,
     pub rtc: RtcConfig,
     pub cpufreq: CpufreqConfig,
+    pub power_off: PowerOffConfig,
 }
 
 impl Default for PowerdConfig {
@@ -47,6 +48,7 @@ impl Default for PowerdConfig {
             simulation: SimulationConfig::default(),
             rtc: RtcConfig::default(),
             cpufreq: CpufreqConfig::default(),
+            power_off: PowerOffConfig::default(),
         }
     }
 }
@@ -183,6 +185,23 @@ impl Default for CpufreqConfig {
             root: PathBuf::from("/sys/devices/system/cpu/cpufreq"),
             eco_max_khz: 600_000,
             enabled: true,
+        }
+    }
+}
+
+/// How the node powers itself off once the wake alarm is armed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowerOffConfig {
+    /// The command and its arguments. Power HATs whose MCU cuts power after a handshake (a
+    /// GPIO line, an I2C command) put their tool here; it must end in a halt.
+    pub command: Vec<String>,
+}
+
+impl Default for PowerOffConfig {
+    fn default() -> Self {
+        Self {
+            command: vec!["systemctl".into(), "poweroff".into(), "--no-wall".into()],
         }
     }
 }

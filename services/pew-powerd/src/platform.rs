@@ -30,7 +30,10 @@ pub struct Platform {
 }
 
 enum Backend {
-    Hardware(Box<dyn Meter>),
+    Hardware {
+        meter: Box<dyn Meter>,
+        power_off_command: Vec<String>,
+    },
     Simulated {
         simulation: Box<Simulation>,
         halt_w: f64,
@@ -89,7 +92,10 @@ impl Platform {
             Rtc::new(root, name)
         });
         Ok(Self {
-            backend: Backend::Hardware(meter::open(&config.source)?),
+            backend: Backend::Hardware {
+                meter: meter::open(&config.source)?,
+                power_off_command: config.power_off.command.clone(),
+            },
             rtc,
             cpufreq: config
                 .cpufreq
@@ -101,7 +107,7 @@ impl Platform {
 
     pub fn source_name(&self) -> &'static str {
         match &self.backend {
-            Backend::Hardware(meter) => meter.name(),
+            Backend::Hardware { meter, .. } => meter.name(),
             Backend::Simulated { .. } => "simulated",
         }
     }
@@ -111,13 +117,13 @@ impl Platform {
     pub fn simulated_site(&self) -> Option<(f64, f64)> {
         match &self.backend {
             Backend::Simulated { simulation, .. } => Some(simulation.site()),
-            Backend::Hardware(_) => None,
+            Backend::Hardware { .. } => None,
         }
     }
 
     pub fn now(&self) -> Timestamp {
         match &self.backend {
-            Backend::Hardware(_) => wall_clock(),
+            Backend::Hardware { .. } => wall_clock(),
             Backend::Simulated { simulation, .. } => simulation.now(),
         }
     }
@@ -126,7 +132,7 @@ impl Platform {
     /// the simulation needs (real hardware measures it).
     pub fn measure(&mut self, compute_w: f64) -> Result<Measurement> {
         match &mut self.backend {
-            Backend::Hardware(meter) => meter.read(),
+            Backend::Hardware { meter, .. } => meter.read(),
             Backend::Simulated { simulation, .. } => Ok(simulation.measure(compute_w)),
         }
     }
@@ -166,13 +172,19 @@ impl Platform {
     /// Powers the node off until `wake_at`.
     pub async fn power_off(&mut self, wake_at: Timestamp) -> Result<PowerOff> {
         match &mut self.backend {
-            Backend::Hardware(_) => {
-                let status = tokio::process::Command::new("systemctl")
-                    .args(["poweroff", "--no-wall"])
+            Backend::Hardware {
+                power_off_command, ..
+            } => {
+                let (program, arguments) = power_off_command
+                    .split_first()
+                    .context("power_off.command is empty")?;
+                let shown = power_off_command.join(" ");
+                let status = tokio::process::Command::new(program)
+                    .args(arguments)
                     .status()
                     .await
-                    .context("cannot run systemctl poweroff")?;
-                anyhow::ensure!(status.success(), "systemctl poweroff failed: {status}");
+                    .with_context(|| format!("cannot run {shown}"))?;
+                anyhow::ensure!(status.success(), "{shown} failed: {status}");
                 Ok(PowerOff::Requested)
             }
             Backend::Simulated { simulation, halt_w } => {

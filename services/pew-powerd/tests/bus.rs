@@ -23,6 +23,20 @@ impl Node {
         Self::start_with_state(simulation, None)
     }
 
+    /// pew-powerd reading real-hardware interfaces: `config` is the whole configuration file.
+    fn start_with_config(dir: tempfile::TempDir, config: &str) -> Node {
+        let path = dir.path().join("powerd.toml");
+        std::fs::write(&path, config).unwrap();
+        let bus = DevBus::start().expect("dbus-daemon (package dbus-daemon) must be installed");
+        let daemon = spawn_daemon(&path, &bus);
+        Node {
+            daemon,
+            bus,
+            config: path,
+            dir,
+        }
+    }
+
     /// Like [`Node::start`], with `state` already in the state file.
     fn start_with_state(simulation: &str, state: Option<&[u8]>) -> Node {
         let dir = tempfile::tempdir().unwrap();
@@ -350,6 +364,135 @@ async fn a_corrupt_state_file_means_a_cold_start_not_a_crash() {
     assert_eq!(
         saved["last_run"]["state"], "running",
         "a fresh state replaced it"
+    );
+}
+
+/// Writes `content` to `root/relative`, making parent directories.
+fn put(root: &Path, relative: &str, content: &str) {
+    let path = root.join(relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+#[tokio::test]
+async fn hardware_path_reads_hwmon_caps_the_cpu_in_eco_and_keeps_a_wake_alarm_armed() {
+    // Laid out like the kernel's ina2xx hwmon devices, an RTC and a cpufreq policy: the daemon
+    // runs exactly as on a Pi, only the roots differ.
+    let dir = tempfile::tempdir().unwrap();
+    let sys = dir.path().join("sys");
+    let powered_off = dir.path().join("powered-off");
+    // Battery: 3.80 V, discharging 0.70 A (a Pi 4 idling at night, about half full). Solar: nothing.
+    for (hwmon, name, client, bus_mv, current_ma, power_uw) in [
+        ("hwmon0", "ina226", "1-0040", "3800", "-700", "2660000"),
+        ("hwmon1", "ina219", "1-0041", "0", "0", "0"),
+    ] {
+        put(
+            &sys,
+            &format!("class/hwmon/{hwmon}/name"),
+            &format!("{name}\n"),
+        );
+        for (file, value) in [
+            ("in0_input", "0"),
+            ("in1_input", bus_mv),
+            ("curr1_input", current_ma),
+            ("power1_input", power_uw),
+        ] {
+            put(
+                &sys,
+                &format!("class/hwmon/{hwmon}/{file}"),
+                &format!("{value}\n"),
+            );
+        }
+        std::os::unix::fs::symlink(
+            format!("../../../devices/platform/soc/fe804000.i2c/i2c-1/{client}"),
+            sys.join(format!("class/hwmon/{hwmon}/device")),
+        )
+        .unwrap();
+    }
+    put(&sys, "class/rtc/rtc0/wakealarm", "");
+    put(&sys, "class/rtc/rtc0/since_epoch", "1781712000\n");
+    for (file, value) in [
+        ("cpuinfo_min_freq", "600000"),
+        ("cpuinfo_max_freq", "1500000"),
+        ("scaling_max_freq", "1500000"),
+        (
+            "scaling_available_frequencies",
+            "600000 750000 1000000 1500000",
+        ),
+    ] {
+        put(
+            &sys,
+            &format!("devices/system/cpu/cpufreq/policy0/{file}"),
+            &format!("{value}\n"),
+        );
+    }
+    let config = format!(
+        r#"state_dir = {state:?}
+sample_interval_s = 0.1
+[modes]
+debounce_s = 1
+[source]
+kind = "hwmon"
+root = {hwmon:?}
+battery = {{ name = "ina226", i2c_bus = 1, address = 0x40 }}
+solar = {{ name = "ina219", i2c_bus = 1, address = 0x41 }}
+[rtc]
+device = {rtc:?}
+[cpufreq]
+root = {cpufreq:?}
+eco_max_khz = 700000
+[power_off]
+command = ["touch", {powered_off:?}]
+"#,
+        state = dir.path().join("state").display().to_string(),
+        hwmon = sys.join("class/hwmon").display().to_string(),
+        rtc = sys.join("class/rtc/rtc0").display().to_string(),
+        cpufreq = sys.join("devices/system/cpu/cpufreq").display().to_string(),
+        powered_off = powered_off.display().to_string(),
+    );
+    let node = Node::start_with_config(dir, &config);
+    let connection = node.connect().await;
+    let power = PowerProxy::new(&connection).await.unwrap();
+    assert_eq!(power.source().await.unwrap(), "hwmon");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cap = sys.join("devices/system/cpu/cpufreq/policy0/scaling_max_freq");
+    // Half full, less the cold start's uncertainty, is below the 40 % eco threshold.
+    while power.power_mode().await.unwrap() == "normal"
+        || std::fs::read_to_string(&cap).unwrap().trim() == "1500000"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no eco mode and CPU cap within 30 s (mode {})",
+            power.power_mode().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!((power.battery_voltage().await.unwrap() - 3.80).abs() < 0.005);
+    assert!((power.battery_current().await.unwrap() + 0.70).abs() < 0.0005);
+    let load = power.load_power().await.unwrap();
+    assert!(
+        (load - 2.66).abs() < 0.06,
+        "load = battery discharge at night, got {load}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cap).unwrap().trim(),
+        "600000",
+        "the 700 MHz cap snaps down to the highest listed frequency under it"
+    );
+    let alarm: i64 = std::fs::read_to_string(sys.join("class/rtc/rtc0/wakealarm"))
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("an alarm is armed");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert_eq!(alarm % 60, 0, "alarms are set on whole minutes");
+    assert!(
+        (now + 6 * 3600 - 60..=now + 6 * 3600 + 120).contains(&alarm),
+        "guaranteed wake max_sleep ahead: {alarm} vs now {now}"
     );
 }
 
