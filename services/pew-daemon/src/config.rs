@@ -46,21 +46,18 @@ impl fmt::Display for Location {
     }
 }
 
-/// Reads and parses a TOML configuration file. A missing file is an error: a service that has a
-/// sensible default for everything calls [`load_or_default`] instead.
-pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse(path, &text)
-}
-
-/// Like [`load`], but a file that does not exist gives `T::default()`.
-pub fn load_or_default<T: DeserializeOwned + Default>(path: &Path) -> Result<T, ConfigError> {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-        _ => load(path),
+/// Reads a configuration file's text. With `missing_is_empty`, a file that does not exist reads
+/// as empty, so every key takes its default (services that run with no configuration at all);
+/// otherwise a missing file is an error (inputs that must exist, such as the image recipe).
+/// The text is returned so that validation errors can be located with [`rejected`].
+pub fn read(path: &Path, missing_is_empty: bool) -> Result<String, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if missing_is_empty && e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -302,16 +299,12 @@ mod tests {
     }
 
     #[test]
-    fn missing_file_is_an_error_unless_defaults_are_allowed() {
+    fn missing_file_is_an_error_unless_it_may_be_empty() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("absent.toml");
-        assert!(matches!(
-            load::<Example>(&path),
-            Err(ConfigError::Read { .. })
-        ));
-        assert_eq!(
-            load_or_default::<Example>(&path).unwrap(),
-            Example::default()
-        );
+        assert!(matches!(read(&path, false), Err(ConfigError::Read { .. })));
+        assert_eq!(read(&path, true).unwrap(), "");
+        std::fs::write(&path, "name = \"x\"\n").unwrap();
+        assert_eq!(read(&path, false).unwrap(), "name = \"x\"\n");
     }
 }

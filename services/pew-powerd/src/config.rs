@@ -209,16 +209,7 @@ impl Default for PowerOffConfig {
 impl PowerdConfig {
     /// Reads, parses and validates the file; a missing file means all defaults (simulation).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-        };
+        let text = file::read(path, true)?;
         let config: Self = file::parse(path, &text)?;
         config
             .validate()

@@ -108,11 +108,6 @@ impl Simulation {
         self.clock.skip_to(wake_at);
     }
 
-    /// True state of charge of the simulated battery, for tests and the dev node's display.
-    pub fn true_soc(&self) -> f64 {
-        self.node.battery().soc()
-    }
-
     fn run_until(&mut self, t: Timestamp, load_w: f64) {
         while self.node.clock() < t {
             let from = self.node.clock();

@@ -290,10 +290,7 @@ pub struct CheckedRecipe {
 impl Recipe {
     /// Reads and checks `image/pew.toml`.
     pub fn load(path: &Path) -> Result<CheckedRecipe, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = config::read(path, false)?;
         Self::parse(path, &text)
     }
 
