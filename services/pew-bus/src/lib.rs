@@ -163,6 +163,23 @@ mod tests {
     }
 
     #[test]
+    fn shipped_policy_files_are_the_generated_ones() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../overlays/usr/share/dbus-1/system.d");
+        for service in SERVICES {
+            let path = dir.join(format!("{}.conf", service.bus_name));
+            let shipped = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(
+                shipped,
+                service.policy(),
+                "{} is stale: run cargo xtask policies",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
     fn policy_lets_everyone_read_and_only_root_and_pew_mutate() {
         let policy = power::SERVICE.policy();
         assert!(policy.contains(r#"<policy group="pew">"#));
