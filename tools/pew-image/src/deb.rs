@@ -4,8 +4,10 @@
 //! `cargo xtask debs` stages these files and runs `dpkg-deb`; everything decided about a
 //! package is decided here, so that it can be tested without building anything.
 //!
-//! The split: one package per service (its binary, unit and configuration), `pewctl`, and
-//! `pew-base` with the `pew` group and all four D-Bus policies. The policies stay together
+//! The split: one package per service (its binary, unit and configuration), `pewctl`,
+//! `pew-os` with what makes the read-only Debian root a pew node (data partition mounts, first
+//! boot, machine ID and SSH host keys on data, journal limits), and `pew-base` with the `pew`
+//! group and all four D-Bus policies. The policies stay together
 //! because `cargo xtask policies` generates them together from one contract (pew-bus) and
 //! they grant rights to the group `pew-base` creates: one package keeps the group and the
 //! rules naming it in step. A policy for a service that is not installed only allows
@@ -27,7 +29,7 @@ pub const GLIBC: GlibcVersion = GlibcVersion {
 };
 
 /// The packages one build produces.
-pub const PACKAGES: [Package; 3] = [
+pub const PACKAGES: [Package; 4] = [
     Package {
         name: "pew-base",
         architecture: Architecture::All,
@@ -42,6 +44,8 @@ pub const PACKAGES: [Package; 3] = [
             PackagedFile::Overlay("/usr/share/dbus-1/system.d/org.pew.Update1.conf"),
             PackagedFile::Overlay("/usr/share/dbus-1/system.d/org.pew.Worker1.conf"),
         ],
+        enables: &[],
+        masks: &[],
     },
     Package {
         name: "pew-powerd",
@@ -60,6 +64,8 @@ pub const PACKAGES: [Package; 3] = [
             PackagedFile::Overlay("/usr/lib/systemd/system/pew-powerd.service"),
             PackagedFile::Overlay("/etc/pew/powerd.toml"),
         ],
+        enables: &[],
+        masks: &[],
     },
     Package {
         name: "pewctl",
@@ -68,6 +74,47 @@ pub const PACKAGES: [Package; 3] = [
         summary: "shows and drives every pew service",
         description: "The command line for pew's services over D-Bus: status, leases, modes.",
         files: &[PackagedFile::Binary("pewctl")],
+        enables: &[],
+        masks: &[],
+    },
+    Package {
+        name: "pew-os",
+        architecture: Architecture::Arm64,
+        depends: &[
+            Dependency::RustRuntime,
+            Dependency::Debian("systemd"),
+            // mount and umount for the boot partition, the machine ID and the /var fallback.
+            Dependency::Debian("mount"),
+            // sfdisk grows the data partition; partx (util-linux, essential) tells the kernel.
+            Dependency::Debian("fdisk"),
+            // resize2fs and dumpe2fs for the data filesystem.
+            Dependency::Debian("e2fsprogs"),
+            // Its sshd_config.d drop-in and host key unit are for openssh-server's sshd.
+            Dependency::Debian("openssh-server"),
+        ],
+        summary: "pew node integration for a read-only root",
+        description: "Mounts the data partition on /data and its var/ on /var, keeps the\n\
+                      machine ID, SSH host keys and a capped journal there, and runs\n\
+                      pew-firstboot: grows the data partition to the end of the card and\n\
+                      installs the per-node files dropped on the boot partition.",
+        files: &[
+            PackagedFile::Binary("pew-firstboot"),
+            PackagedFile::Overlay("/usr/lib/systemd/system/data.mount"),
+            PackagedFile::Overlay("/usr/lib/systemd/system/var.mount"),
+            PackagedFile::Overlay("/usr/lib/systemd/system/pew-state-fallback.service"),
+            PackagedFile::Overlay("/usr/lib/systemd/system/pew-machine-id.service"),
+            PackagedFile::Overlay("/usr/lib/systemd/system/pew-ssh-host-keys.service"),
+            PackagedFile::Overlay("/usr/lib/systemd/system/pew-firstboot.service"),
+            PackagedFile::Overlay("/usr/lib/systemd/journald.conf.d/pew.conf"),
+            PackagedFile::Overlay("/usr/lib/tmpfiles.d/pew-os.conf"),
+            PackagedFile::Overlay("/usr/lib/systemd/network/80-pew-wired.network"),
+            // sshd reads drop-ins from /etc only, so this one is a conffile.
+            PackagedFile::Overlay("/etc/ssh/sshd_config.d/pew-host-keys.conf"),
+        ],
+        // Debian ships networkd inside systemd but disabled; the node needs DHCP out of the box.
+        enables: &["systemd-networkd.service"],
+        // Its host keys would go to the read-only /etc/ssh, where sshd no longer looks.
+        masks: &["sshd-keygen.service"],
     },
 ];
 
@@ -154,7 +201,16 @@ pub struct Package {
     /// The extended description, plain lines.
     pub description: &'static str,
     pub files: &'static [PackagedFile],
+    /// Units of other packages this one relies on, enabled when it is first installed.
+    pub enables: &'static [&'static str],
+    /// Units of other packages this one replaces, masked when it is first installed.
+    pub masks: &'static [&'static str],
 }
+
+/// Where packages put systemd units.
+const UNIT_DIRECTORY: &str = "/usr/lib/systemd/system";
+/// Unit types a package's postinst enables (each needs an `[Install]` section).
+const ENABLED_UNIT_SUFFIXES: [&str; 2] = [".service", ".mount"];
 
 impl Package {
     /// `name_version_architecture.deb`, the file name apt and the archive tools expect.
@@ -204,26 +260,31 @@ impl Package {
 
     /// `DEBIAN/postinst`, or `None` when installing needs no action.
     ///
-    /// It creates the sysusers entries the package ships and enables its services, without
-    /// debhelper's `deb-systemd-helper`: `--root` edits files only, so the same script works
-    /// in the image build's chroot, with `DPKG_ROOT` set when dpkg runs it from outside the
-    /// target (`--force-script-chrootless`), and on a live node (where nothing is started or
-    /// reloaded: pew's images are replaced whole, not upgraded with dpkg). An image build that
-    /// skips maintainer scripts must run the same two commands with `--root=<rootfs>`.
+    /// It creates the sysusers entries the package ships, enables its services and mount
+    /// units and masks the units it replaces, without debhelper's `deb-systemd-helper`:
+    /// `--root` edits files only, so the same script works in the image build's chroot, with
+    /// `DPKG_ROOT` set when dpkg runs it from outside the target (`--force-script-chrootless`),
+    /// and on a live node (where nothing is started or reloaded: pew's images are replaced
+    /// whole, not upgraded with dpkg). An image build that skips maintainer scripts must run
+    /// the same commands with `--root=<rootfs>`.
     pub fn postinst(&self) -> Option<String> {
-        let shipped = |directory: &str, suffix: &str| -> Vec<String> {
+        let shipped = |directory: &str, suffixes: &[&str]| -> Vec<String> {
             self.files
                 .iter()
                 .filter_map(|file| {
                     let destination = file.destination();
                     let name = destination.strip_prefix(directory)?.strip_prefix('/')?;
-                    name.ends_with(suffix).then(|| name.to_owned())
+                    // Drop-in directories (`foo.service.d/`) hold no units of their own.
+                    let is_unit =
+                        !name.contains('/') && suffixes.iter().any(|suffix| name.ends_with(suffix));
+                    is_unit.then(|| name.to_owned())
                 })
                 .collect()
         };
-        let sysusers = shipped("/usr/lib/sysusers.d", ".conf");
-        let services = shipped("/usr/lib/systemd/system", ".service");
-        if sysusers.is_empty() && services.is_empty() {
+        let sysusers = shipped("/usr/lib/sysusers.d", &[".conf"]);
+        let mut units = shipped(UNIT_DIRECTORY, &ENABLED_UNIT_SUFFIXES);
+        units.extend(self.enables.iter().map(|unit| (*unit).to_owned()));
+        if sysusers.is_empty() && units.is_empty() && self.masks.is_empty() {
             return None;
         }
         let mut script = String::from(
@@ -235,14 +296,16 @@ impl Package {
                 sysusers.join(" ")
             ));
         }
-        if !services.is_empty() {
+        if !units.is_empty() || !self.masks.is_empty() {
             // Only on the first installation ($2, the previous version, is empty), so an
-            // upgrade keeps a service the operator disabled disabled.
-            script.push_str(&format!(
-                "if [ \"$1\" = configure ] && [ -z \"$2\" ]; then\n    \
-                 systemctl --root=\"$root\" enable {}\nfi\n",
-                services.join(" ")
-            ));
+            // upgrade keeps what the operator enabled, disabled or unmasked since.
+            script.push_str("if [ \"$1\" = configure ] && [ -z \"$2\" ]; then\n");
+            for (verb, names) in [("enable", units.join(" ")), ("mask", self.masks.join(" "))] {
+                if !names.is_empty() {
+                    script.push_str(&format!("    systemctl --root=\"$root\" {verb} {names}\n"));
+                }
+            }
+            script.push_str("fi\n");
         }
         Some(script)
     }
@@ -530,6 +593,102 @@ mod tests {
     }
 
     #[test]
+    fn the_os_package_enables_its_mounts_and_services_and_masks_sshd_keygen_once() {
+        assert_eq!(
+            package("pew-os").postinst().as_deref(),
+            Some(
+                "#!/bin/sh\n# Written by `cargo xtask debs`.\nset -e\nroot=\"${DPKG_ROOT:-/}\"\n\
+                 if [ \"$1\" = configure ] && [ -z \"$2\" ]; then\n    \
+                 systemctl --root=\"$root\" enable data.mount var.mount \
+                 pew-state-fallback.service pew-machine-id.service pew-ssh-host-keys.service \
+                 pew-firstboot.service systemd-networkd.service\n    \
+                 systemctl --root=\"$root\" mask sshd-keygen.service\nfi\n"
+            )
+        );
+    }
+
+    #[test]
+    fn the_os_package_has_only_the_sshd_drop_in_as_conffile() {
+        assert_eq!(
+            package("pew-os").conffiles().as_deref(),
+            Some("/etc/ssh/sshd_config.d/pew-host-keys.conf\n")
+        );
+    }
+
+    #[test]
+    fn drop_ins_and_wants_links_are_not_enabled_and_masks_alone_need_a_postinst() {
+        let package = Package {
+            files: &[
+                PackagedFile::Overlay("/usr/lib/systemd/system/ssh.service.d/pew.conf"),
+                PackagedFile::Overlay("/usr/lib/systemd/system/local-fs.target.wants/data.mount"),
+                PackagedFile::Overlay("/usr/lib/systemd/system/pew.target"),
+            ],
+            masks: &["a.service", "b.service"],
+            ..*package("pewctl")
+        };
+        let script = package.postinst().unwrap();
+        assert!(!script.contains("enable"), "{script}");
+        assert!(
+            script.ends_with("then\n    systemctl --root=\"$root\" mask a.service b.service\nfi\n")
+        );
+    }
+
+    #[test]
+    fn every_unit_a_postinst_enables_can_be_enabled() {
+        for package in &PACKAGES {
+            let Some(script) = package.postinst() else {
+                continue;
+            };
+            let enabled = script
+                .lines()
+                .find_map(|line| {
+                    line.trim()
+                        .strip_prefix("systemctl --root=\"$root\" enable ")
+                })
+                .unwrap_or_default();
+            // Units of other packages (`enables`) are checked by their own packages.
+            for unit in enabled
+                .split_whitespace()
+                .filter(|unit| !package.enables.contains(unit))
+            {
+                let path = overlays().join("usr/lib/systemd/system").join(unit);
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    text.lines().any(|line| line.trim() == "[Install]"),
+                    "{unit} of {} has no [Install] section",
+                    package.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_data_mount_names_the_recipes_data_partition() {
+        let recipe = Recipe::parse(
+            Path::new("image/pew.toml"),
+            include_str!("../../../image/pew.toml"),
+        )
+        .unwrap();
+        let partuuid = recipe.layout.partuuid(crate::layout::PartitionRole::Data);
+        let unit =
+            std::fs::read_to_string(overlays().join("usr/lib/systemd/system/data.mount")).unwrap();
+        assert!(
+            unit.contains(&format!("\nWhat=/dev/disk/by-partuuid/{partuuid}\n")),
+            "data.mount does not mount PARTUUID {partuuid}"
+        );
+        // systemd-escape --path: `-` inside a path component becomes \x2d.
+        let fsck = format!(
+            "systemd-fsck@dev-disk-by\\x2dpartuuid-{}.service",
+            partuuid.replace('-', "\\x2d")
+        );
+        assert_eq!(
+            unit.matches(&fsck).count(),
+            2,
+            "{fsck} in Requires= and After="
+        );
+    }
+
+    #[test]
     fn the_base_postinst_creates_the_group_on_every_configure() {
         let script = package("pew-base").postinst().unwrap();
         assert!(script.ends_with(
@@ -549,7 +708,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(owners.len(), 9);
+        assert_eq!(owners.len(), 20);
     }
 
     #[test]
@@ -602,7 +761,7 @@ mod tests {
 
     #[test]
     fn the_binaries_to_build_are_listed_once() {
-        assert_eq!(binaries(), ["pew-powerd", "pewctl"]);
+        assert_eq!(binaries(), ["pew-firstboot", "pew-powerd", "pewctl"]);
     }
 
     #[test]

@@ -274,21 +274,7 @@ impl DiskLayout {
     /// What first boot does to the data partition on a card of `card_sectors` sectors: `None`
     /// when it already reaches the end of the card (or the MBR's 2 TiB limit).
     pub fn data_growth(&self, card_sectors: u64) -> Result<Option<DataGrowth>, LayoutError> {
-        let image_sectors = self.image_sectors();
-        if card_sectors < image_sectors {
-            return Err(LayoutError::CardTooSmall {
-                card_sectors,
-                image_sectors,
-            });
-        }
-        let data = self.partition(PartitionRole::Data);
-        let target_sectors = (card_sectors - data.start_sector).min(MBR_MAX_SECTORS);
-        Ok((target_sectors > data.sectors).then_some(DataGrowth {
-            partition: data.number(),
-            start_sector: data.start_sector,
-            current_sectors: data.sectors,
-            target_sectors,
-        }))
+        DataGrowth::to_card_end(self.partition(PartitionRole::Data), card_sectors)
     }
 }
 
@@ -303,6 +289,29 @@ pub struct DataGrowth {
 }
 
 impl DataGrowth {
+    /// Growing `partition` (the last one on the card) up to the end of a card of
+    /// `card_sectors` sectors, capped by the MBR's 32-bit length: `None` when it already ends
+    /// there. The image build plans it from the recipe ([`DiskLayout::data_growth`]); the node
+    /// computes it from the partition table it actually finds, which is the one that counts.
+    pub fn to_card_end(
+        partition: &Partition,
+        card_sectors: u64,
+    ) -> Result<Option<DataGrowth>, LayoutError> {
+        if card_sectors < partition.end_sector() {
+            return Err(LayoutError::CardTooSmall {
+                card_sectors,
+                image_sectors: partition.end_sector(),
+            });
+        }
+        let target_sectors = (card_sectors - partition.start_sector).min(MBR_MAX_SECTORS);
+        Ok((target_sectors > partition.sectors).then_some(DataGrowth {
+            partition: partition.number(),
+            start_sector: partition.start_sector,
+            current_sectors: partition.sectors,
+            target_sectors,
+        }))
+    }
+
     /// Input for `sfdisk --no-reread -N <partition> <card>`, which rewrites only that entry. The
     /// start is repeated so a mistake cannot move the partition and lose the data on it.
     pub fn sfdisk_line(&self) -> String {
@@ -482,6 +491,37 @@ mod tests {
                 image_sectors: 5_251_072
             })
         );
+    }
+
+    #[test]
+    fn growth_from_the_table_found_on_a_card_keeps_start_and_number() {
+        // What a node reads back after an earlier growth was cut short by a power loss: the
+        // partition already reaches further than the image's, but not to the card's end.
+        let data = Partition {
+            role: PartitionRole::Data,
+            start_sector: 4_726_784,
+            sectors: 10_000_000,
+        };
+        let growth = DataGrowth::to_card_end(&data, 62_333_952).unwrap().unwrap();
+        assert_eq!(
+            growth,
+            DataGrowth {
+                partition: 4,
+                start_sector: 4_726_784,
+                current_sectors: 10_000_000,
+                target_sectors: 57_607_168,
+            }
+        );
+        let at_end = Partition {
+            sectors: 57_607_168,
+            ..data
+        };
+        assert_eq!(DataGrowth::to_card_end(&at_end, 62_333_952), Ok(None));
+        // A table claiming more than the card holds is refused, never "shrunk" to fit.
+        assert!(matches!(
+            DataGrowth::to_card_end(&at_end, 62_333_951),
+            Err(LayoutError::CardTooSmall { .. })
+        ));
     }
 
     #[test]

@@ -37,8 +37,13 @@ struct Head {
 
 /// Builds, checks and packages; writes the .debs and SHA256SUMS to `args.out`.
 pub fn run(args: DebsArgs) -> Result<()> {
-    let root = workspace_root();
-    let head = head(&root)?;
+    build_packages(&workspace_root().join(&args.out))?;
+    Ok(())
+}
+
+/// HEAD's commit time and pew's version string at HEAD (what every package and the image carry).
+pub fn head_version() -> Result<(u64, String)> {
+    let head = head(&workspace_root())?;
     let version = deb::version(
         env!("CARGO_PKG_VERSION"),
         Commit {
@@ -46,29 +51,37 @@ pub fn run(args: DebsArgs) -> Result<()> {
             utc_time: &head.utc_time,
         },
     )?;
+    Ok((head.time, version))
+}
+
+/// Cross-compiles, checks and packages every pew package into `out` (with SHA256SUMS);
+/// returns the .deb paths.
+pub fn build_packages(out: &Path) -> Result<Vec<PathBuf>> {
+    let root = workspace_root();
+    let (source_date_epoch, version) = head_version()?;
     host::ensure_cross_toolchain(TARGET)?;
 
     let started = Instant::now();
-    let binaries = build(&root, head.time)?;
+    let binaries = build(&root, source_date_epoch)?;
     println!("built {TARGET} binaries in {:.0?}", started.elapsed());
     check_glibc(&binaries)?;
 
-    let out = root.join(&args.out);
-    fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    remove_earlier_builds(&out)?;
+    fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    remove_earlier_builds(out)?;
     let staging = tempfile::tempdir().context("cannot create a staging directory")?;
     let mut written = Vec::new();
     for package in &deb::PACKAGES {
         let tree = staging.path().join(package.name);
         stage(package, &version, &binaries, &root.join("overlays"), &tree)?;
-        clamp_tree(&tree, head.time)?;
+        clamp_tree(&tree, source_date_epoch)?;
         let file_name = package.file_name(&version);
-        build_deb(&tree, &out.join(&file_name), head.time)?;
+        build_deb(&tree, &out.join(&file_name), source_date_epoch)?;
         println!("wrote {}", out.join(&file_name).display());
         written.push(file_name);
     }
-    let sums = process::output(Command::new("sha256sum").args(&written).current_dir(&out))?;
-    fs::write(out.join("SHA256SUMS"), sums).context("cannot write SHA256SUMS")
+    let sums = process::output(Command::new("sha256sum").args(&written).current_dir(out))?;
+    fs::write(out.join("SHA256SUMS"), sums).context("cannot write SHA256SUMS")?;
+    Ok(written.iter().map(|name| out.join(name)).collect())
 }
 
 fn head(root: &Path) -> Result<Head> {

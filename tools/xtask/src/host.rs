@@ -24,11 +24,31 @@ fn present(command: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// Runs this xtask command again as root through sudo and exits with its status, for steps
+/// that need root (mmdebstrap's root mode, chroot, loop-free disk assembly as root's files).
+pub fn become_root() -> Result<()> {
+    if is_root() {
+        return Ok(());
+    }
+    ensure!(
+        present("sudo"),
+        "this command needs root and sudo is not installed"
+    );
+    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+    let status = Command::new("sudo")
+        .arg("--preserve-env=PATH,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,HOME")
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .status()
+        .context("cannot run sudo")?;
+    std::process::exit(status.code().unwrap_or(1));
 }
 
 /// Runs a command as root: directly when we are root, through sudo otherwise.
@@ -100,6 +120,16 @@ fn package_installed(package: &str) -> bool {
         .args(["--show", "--showformat=${db:Status-Status}", package])
         .output()
         .is_ok_and(|o| o.status.success() && o.stdout == b"installed")
+}
+
+/// Installs Debian packages that are not installed.
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !package_installed(p))
+        .collect();
+    apt_install(&missing)
 }
 
 fn apt_install(packages: &[&str]) -> Result<()> {

@@ -3,8 +3,10 @@
 mod bench;
 mod debs;
 mod host;
+mod image;
 mod node;
 mod process;
+mod qemu;
 mod sim;
 mod uboot;
 mod weather;
@@ -47,6 +49,10 @@ enum Command {
     /// Boot the generated A/B boot script on Debian's real U-Boot under QEMU, run after run,
     /// and check each choice and saved state against pew-image's BootState.
     UbootCheck,
+    /// Build the SD card image: A/B system slots, boot and data partitions, bmap, SBOM.
+    Image(image::ImageArgs),
+    /// Boot the built image in qemu-system-aarch64 through U-Boot until every pew service is ready.
+    Qemu(qemu::QemuArgs),
 }
 
 #[derive(Subcommand)]
@@ -67,6 +73,8 @@ fn main() -> Result<()> {
         Command::Policies => policies(),
         Command::Debs(args) => debs::run(args),
         Command::UbootCheck => uboot::check(),
+        Command::Image(args) => image::run(args),
+        Command::Qemu(args) => qemu::run(args),
     }
 }
 

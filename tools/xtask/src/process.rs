@@ -65,3 +65,58 @@ pub fn build_binaries(binaries: &[&str], profile: &str) -> Result<PathBuf> {
     let dir = if profile == "dev" { "debug" } else { profile };
     Ok(target_dir().join(dir))
 }
+
+/// SHA-256 of each of `names` (relative to `dir`), in order, computed by `sha256sum`.
+pub fn sha256_files(dir: &Path, names: &[&str]) -> Result<Vec<pew_image::digest::Sha256Digest>> {
+    let mut digests = Vec::with_capacity(names.len());
+    // Bounded batches keep the command line short however large the lock grows.
+    for batch in names.chunks(500) {
+        let text = output(
+            Command::new("sha256sum")
+                .arg("--")
+                .args(batch)
+                .current_dir(dir),
+        )?;
+        for line in text.lines() {
+            let hex = line.split_whitespace().next().unwrap_or_default();
+            digests.push(
+                hex.parse()
+                    .with_context(|| format!("sha256sum printed {line:?}"))?,
+            );
+        }
+    }
+    ensure!(
+        digests.len() == names.len(),
+        "sha256sum skipped files in {}",
+        dir.display()
+    );
+    Ok(digests)
+}
+
+/// SHA-256 of one file.
+pub fn sha256_file(path: &Path) -> Result<pew_image::digest::Sha256Digest> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .with_context(|| format!("{} has no UTF-8 file name", path.display()))?;
+    Ok(sha256_files(dir, &[name])?[0])
+}
+
+/// Runs a prepared command (whose stdin is piped) with `input` on its standard input.
+pub fn run_with_input(command: &mut Command, input: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {:?}", command.get_program()))?;
+    child
+        .stdin
+        .take()
+        .context("stdin was not piped")?
+        .write_all(input)
+        .with_context(|| format!("cannot write to {:?}", command.get_program()))?;
+    let status = child.wait()?;
+    ensure!(status.success(), "{command:?} failed: {status}");
+    Ok(())
+}

@@ -22,6 +22,8 @@ use pew_image::digest::Sha256Digest;
 use pew_image::layout::PartitionRole;
 use pew_image::recipe::{CheckedRecipe, Recipe};
 
+use crate::qemu::bootfat::{BootFat, Mtools, describe};
+use crate::qemu::machine;
 use crate::{host, process};
 
 /// Commands this check runs, with the Debian package that provides each.
@@ -177,24 +179,10 @@ fn boot_once(
 fn run_qemu(u_boot: &Path, image: &Path) -> Result<String> {
     let output = Command::new("timeout")
         .arg(RUN_TIMEOUT_SECONDS)
-        .args([
-            "qemu-system-aarch64",
-            "-M",
-            "virt",
-            "-cpu",
-            "cortex-a72",
-            "-m",
-            "1024",
-        ])
+        .arg(machine::QEMU_TOOLS[0].0)
+        .args(machine::virt_machine_args(u_boot, image))
         // No NIC: the default one wants an iPXE ROM the host need not have.
-        .args(["-nographic", "-nic", "none", "-no-reboot", "-bios"])
-        .arg(u_boot)
-        .arg("-drive")
-        .arg(format!(
-            "if=none,file={},format=raw,id=disk",
-            image.display()
-        ))
-        .args(["-device", "virtio-blk-device,drive=disk"])
+        .args(["-nographic", "-nic", "none", "-no-reboot"])
         .stdin(Stdio::null())
         .output()
         .context("cannot run qemu-system-aarch64")?;
@@ -211,8 +199,7 @@ fn run_qemu(u_boot: &Path, image: &Path) -> Result<String> {
 /// A disk image laid out as `image/pew.toml` says, with only the boot partition filled.
 struct Disk {
     image: PathBuf,
-    /// `image@@offset`, how mtools addresses the boot partition without a loop device.
-    boot_partition: String,
+    boot: BootFat,
     scratch: PathBuf,
 }
 
@@ -237,7 +224,7 @@ impl Disk {
                 .arg((boot.size_bytes() / 1024).to_string()),
         )?;
         let disk = Self {
-            boot_partition: format!("{}@@{}", image.display(), boot.start_bytes()),
+            boot: BootFat::new(&image, boot.start_bytes(), Mtools::Host),
             image,
             scratch: dir.to_owned(),
         };
@@ -251,52 +238,29 @@ impl Disk {
                 .args(["-n", "pew boot script", "-d"])
                 .args([&boot_cmd, &boot_scr]),
         )?;
-        disk.copy_in(&boot_scr, "/boot.scr")?;
+        disk.boot.copy_in(&boot_scr, "/boot.scr")?;
 
         // Not an arm64 Image, so booti refuses it and the script resets: one attempt per run.
         let dummy = dir.join("dummy");
         fs::write(&dummy, b"not a kernel\n")?;
         for slot in Slot::ALL {
             let directory = config.payload.directory(slot);
-            disk.mtools("mmd", &[&format!("::{directory}")])?;
+            disk.boot.make_directory(&directory)?;
             for file in [KERNEL_FILE, INITRD_FILE] {
-                disk.copy_in(&dummy, &format!("{directory}/{file}"))?;
+                disk.boot.copy_in(&dummy, &format!("{directory}/{file}"))?;
             }
         }
         Ok(disk)
     }
 
-    fn copy_in(&self, source: &Path, destination: &str) -> Result<()> {
-        let source = source.to_str().context("scratch path is not UTF-8")?;
-        self.mtools("mcopy", &["-o", source, &format!("::{destination}")])
-            .map(drop)
-    }
-
     fn write_state(&self, state: &BootState) -> Result<()> {
-        let file = self.scratch.join(ENV_FILE_NAME);
-        fs::write(&file, state.to_env_text())?;
-        self.copy_in(&file, &format!("/{ENV_FILE_NAME}"))
+        self.boot.write_state(state, &self.scratch)
     }
 
     fn read_state(&self) -> Result<Vec<u8>> {
-        self.mtools("mtype", &[&format!("::/{ENV_FILE_NAME}")])
+        self.boot
+            .read_state_bytes()
             .with_context(|| format!("U-Boot left no {ENV_FILE_NAME}"))
-    }
-
-    fn mtools(&self, program: &str, args: &[&str]) -> Result<Vec<u8>> {
-        let output = Command::new(program)
-            .arg("-i")
-            .arg(&self.boot_partition)
-            .args(args)
-            .output()
-            .with_context(|| format!("cannot run {program}"))?;
-        ensure!(
-            output.status.success(),
-            "{program} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Ok(output.stdout)
     }
 }
 
@@ -422,14 +386,4 @@ fn table(runs: &[Run]) -> String {
         );
     }
     text
-}
-
-/// `AB 2/3`: order, then attempts left of A and of B.
-fn describe(state: &BootState) -> String {
-    format!(
-        "{} {}/{}",
-        state.order().map(Slot::letter).concat(),
-        state.attempts_left(Slot::A),
-        state.attempts_left(Slot::B)
-    )
 }

@@ -1,0 +1,311 @@
+//! Resolving the package set from a Debian archive's `Packages` index, for
+//! `cargo xtask image --update-lock`.
+//!
+//! apt does the dependency resolution (`apt-get install --print-uris` against an empty dpkg
+//! status); this module supplies what apt cannot: which packages mmdebstrap's variants start
+//! from, and the SHA-256 of each `.deb` apt chose, which `--print-uris` does not print (apt 2.6
+//! prints the MD5).
+
+use std::collections::BTreeMap;
+
+use crate::lock::{EntryError, LockedPackage};
+
+/// One stanza of a `Packages` index, the fields the lock needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    /// Path below the mirror root, e.g. `pool/main/a/apt/apt_3.0.3_arm64.deb`.
+    pub filename: String,
+    pub sha256: String,
+    pub essential: bool,
+    pub priority: String,
+}
+
+/// What is wrong with an index or with apt's answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("stanza {stanza} of the Packages index has no {field} field")]
+    MissingField { stanza: usize, field: &'static str },
+    #[error("apt's --print-uris line {line} is not `'URL' FILE SIZE HASH`: {text:?}")]
+    UriLine { line: usize, text: String },
+    #[error("apt chose {0}, which no Packages index lists (were the indexes updated?)")]
+    NotInIndex(String),
+    #[error("{name} {version}: {problem}")]
+    Entry {
+        name: String,
+        version: String,
+        problem: EntryError,
+    },
+}
+
+/// mmdebstrap's starting sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// `Essential: yes` packages only (the tools tree).
+    Essential,
+    /// Essential, `Priority: required` and apt (the image).
+    Minbase,
+}
+
+/// Parses a `Packages` index (deb822 stanzas separated by blank lines). Continuation lines
+/// and fields the lock does not need are skipped.
+pub fn parse_packages_index(text: &str) -> Result<Vec<IndexEntry>, ArchiveError> {
+    let mut entries = Vec::new();
+    for (index, stanza) in text.split("\n\n").enumerate() {
+        if stanza.trim().is_empty() {
+            continue;
+        }
+        let fields: BTreeMap<&str, &str> = stanza
+            .lines()
+            .filter(|line| !line.starts_with([' ', '\t']))
+            .filter_map(|line| line.split_once(':'))
+            .map(|(key, value)| (key, value.trim()))
+            .collect();
+        let field = |name: &'static str| {
+            fields
+                .get(name)
+                .map(|value| (*value).to_owned())
+                .ok_or(ArchiveError::MissingField {
+                    stanza: index + 1,
+                    field: name,
+                })
+        };
+        entries.push(IndexEntry {
+            name: field("Package")?,
+            version: field("Version")?,
+            architecture: field("Architecture")?,
+            filename: field("Filename")?,
+            sha256: field("SHA256")?,
+            essential: fields.get("Essential") == Some(&"yes"),
+            priority: fields
+                .get("Priority")
+                .copied()
+                .unwrap_or("optional")
+                .to_owned(),
+        });
+    }
+    Ok(entries)
+}
+
+/// The packages a variant installs before the recipe's own, sorted and unique.
+pub fn variant_seeds(index: &[IndexEntry], variant: Variant) -> Vec<String> {
+    let mut seeds: Vec<String> = index
+        .iter()
+        .filter(|entry| match variant {
+            Variant::Essential => entry.essential,
+            Variant::Minbase => entry.essential || entry.priority == "required",
+        })
+        .map(|entry| entry.name.clone())
+        .collect();
+    if variant == Variant::Minbase {
+        seeds.push("apt".to_owned());
+    }
+    seeds.sort();
+    seeds.dedup();
+    seeds
+}
+
+/// One `.deb` apt would download: its URL and the name apt caches it under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    pub url: String,
+    pub cache_filename: String,
+}
+
+/// Parses `apt-get install --print-uris` output: `'URL' FILE SIZE HASH` per line.
+pub fn parse_print_uris(text: &str) -> Result<Vec<Download>, ArchiveError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            let bad = || ArchiveError::UriLine {
+                line: index + 1,
+                text: line.to_owned(),
+            };
+            let rest = line.strip_prefix('\'').ok_or_else(bad)?;
+            let (url, rest) = rest.split_once('\'').ok_or_else(bad)?;
+            let cache_filename = rest.split_whitespace().next().ok_or_else(bad)?;
+            Ok(Download {
+                url: url.to_owned(),
+                cache_filename: cache_filename.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Joins apt's choice with the index: every download becomes a locked package with the
+/// index's SHA-256. The URL ends with the index's `Filename` path, percent-escaped.
+pub fn lock_entries(
+    downloads: &[Download],
+    index: &[IndexEntry],
+) -> Result<Vec<LockedPackage>, ArchiveError> {
+    let by_path: BTreeMap<&str, &IndexEntry> = index
+        .iter()
+        .map(|entry| (entry.filename.as_str(), entry))
+        .collect();
+    downloads
+        .iter()
+        .map(|download| {
+            let url = percent_decode(&download.url);
+            let entry = url
+                .find("/pool/")
+                .and_then(|start| by_path.get(&url[start + 1..]))
+                .ok_or_else(|| ArchiveError::NotInIndex(download.cache_filename.clone()))?;
+            LockedPackage::new(
+                &entry.name,
+                &entry.version,
+                &entry.architecture,
+                &entry.sha256,
+                &download.cache_filename,
+            )
+            .map_err(|problem| ArchiveError::Entry {
+                name: entry.name.clone(),
+                version: entry.version.clone(),
+                problem,
+            })
+        })
+        .collect()
+}
+
+/// `%2b` → `+`, `%3a` → `:`; apt escapes only a few bytes in pool URLs.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| text.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH_LIBC: &str = "9f0d3e2c1b4a59687766554433221100ffeeddccbbaa99887766554433221100";
+    const HASH_APT: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    /// Trimmed from trixie's arm64 index: a description continuation line, an essential
+    /// package, a required one and an optional one.
+    const INDEX: &str = "\
+Package: libc6
+Source: glibc
+Version: 2.41-12+deb13u4
+Architecture: arm64
+Priority: optional
+Filename: pool/main/g/glibc/libc6_2.41-12+deb13u4_arm64.deb
+SHA256: 9f0d3e2c1b4a59687766554433221100ffeeddccbbaa99887766554433221100
+Description: GNU C Library: Shared libraries
+ Contains the standard libraries.
+
+Package: base-files
+Version: 13.8+deb13u7
+Architecture: arm64
+Essential: yes
+Priority: required
+Filename: pool/main/b/base-files/base-files_13.8+deb13u7_arm64.deb
+SHA256: aaaa000000000000000000000000000000000000000000000000000000000000
+
+Package: bsdutils
+Version: 1:2.41.5-0+deb13u1
+Architecture: arm64
+Priority: required
+Filename: pool/main/u/util-linux/bsdutils_2.41.5-0+deb13u1_arm64.deb
+SHA256: bbbb000000000000000000000000000000000000000000000000000000000000
+
+Package: apt
+Version: 3.0.3
+Architecture: arm64
+Priority: important
+Filename: pool/main/a/apt/apt_3.0.3_arm64.deb
+SHA256: 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
+";
+
+    #[test]
+    fn index_fields_are_read_and_continuations_skipped() {
+        let index = parse_packages_index(INDEX).unwrap();
+        assert_eq!(index.len(), 4);
+        assert_eq!(index[0].name, "libc6");
+        assert_eq!(index[0].sha256, HASH_LIBC);
+        assert!(!index[0].essential);
+        assert!(index[1].essential);
+        assert_eq!(index[2].version, "1:2.41.5-0+deb13u1");
+        assert_eq!(index[3].priority, "important");
+    }
+
+    #[test]
+    fn a_stanza_without_a_hash_is_named() {
+        let text = "Package: a\nVersion: 1\nArchitecture: all\nFilename: pool/a.deb\n\n";
+        assert_eq!(
+            parse_packages_index(text),
+            Err(ArchiveError::MissingField {
+                stanza: 1,
+                field: "SHA256"
+            })
+        );
+    }
+
+    #[test]
+    fn minbase_is_essential_plus_required_plus_apt_and_essential_is_only_essential() {
+        let index = parse_packages_index(INDEX).unwrap();
+        assert_eq!(
+            variant_seeds(&index, Variant::Minbase),
+            ["apt", "base-files", "bsdutils"]
+        );
+        assert_eq!(variant_seeds(&index, Variant::Essential), ["base-files"]);
+    }
+
+    #[test]
+    fn apt_choice_is_locked_with_the_index_hash_and_apt_cache_name() {
+        let index = parse_packages_index(INDEX).unwrap();
+        let uris = "\
+'http://deb.debian.org/debian/pool/main/g/glibc/libc6_2.41-12%2bdeb13u4_arm64.deb' libc6_2.41-12+deb13u4_arm64.deb 2483572 MD5Sum:52dfbf15cfc7959c048a3a01d8742c48
+'http://deb.debian.org/debian/pool/main/u/util-linux/bsdutils_2.41.5-0%2bdeb13u1_arm64.deb' bsdutils_1%3a2.41.5-0+deb13u1_arm64.deb 109000 MD5Sum:00
+'http://deb.debian.org/debian/pool/main/a/apt/apt_3.0.3_arm64.deb' apt_3.0.3_arm64.deb 1361960 MD5Sum:00
+";
+        let downloads = parse_print_uris(uris).unwrap();
+        let locked = lock_entries(&downloads, &index).unwrap();
+        assert_eq!(locked.len(), 3);
+        assert_eq!(locked[0].name, "libc6");
+        assert_eq!(locked[0].sha256.to_string(), HASH_LIBC);
+        assert_eq!(locked[1].version, "1:2.41.5-0+deb13u1");
+        assert_eq!(
+            locked[1].filename,
+            "bsdutils_1%3a2.41.5-0+deb13u1_arm64.deb"
+        );
+        assert_eq!(locked[2].sha256.to_string(), HASH_APT);
+    }
+
+    #[test]
+    fn a_download_missing_from_the_index_is_an_error() {
+        let downloads = parse_print_uris(
+            "'http://m/debian/pool/main/x/x/x_1_all.deb' x_1_all.deb 1 MD5Sum:0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            lock_entries(&downloads, &[]),
+            Err(ArchiveError::NotInIndex("x_1_all.deb".into()))
+        );
+    }
+
+    #[test]
+    fn a_malformed_uri_line_is_named_by_number() {
+        let result = parse_print_uris("'http://m/a.deb' a.deb 1 MD5Sum:0\nno quotes here\n");
+        assert!(matches!(result, Err(ArchiveError::UriLine { line: 2, .. })));
+    }
+}

@@ -1,0 +1,320 @@
+//! The package side of the image: private apt trees (one per architecture, never the host's
+//! apt state), lock resolution, the verified `.deb` cache, and the local repositories the
+//! root filesystems are built from.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+use pew_image::archive::{self, Variant};
+use pew_image::lock::{LockedPackage, PackageLock};
+use pew_image::recipe::Recipe;
+
+use crate::process;
+
+/// Debian's archive keys (bookworm's package already holds trixie's).
+const ARCHIVE_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// A private apt configuration for one architecture under the cache directory.
+pub struct AptTree {
+    dir: PathBuf,
+    architecture: String,
+}
+
+impl AptTree {
+    /// Writes the configuration (idempotent) for `architecture` from the recipe's mirror.
+    pub fn new(cache: &Path, recipe: &Recipe, architecture: &str) -> Result<Self> {
+        let dir = cache.join(format!("apt-{architecture}"));
+        for sub in [
+            "etc/apt/apt.conf.d",
+            "etc/apt/preferences.d",
+            "etc/apt/sources.list.d",
+            "var/lib/apt/lists/partial",
+            "var/cache/apt/archives/partial",
+        ] {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        let status = dir.join("status");
+        if !status.exists() {
+            fs::write(&status, "")?;
+        }
+        let debian = &recipe.debian;
+        fs::write(
+            dir.join("etc/apt/sources.list"),
+            format!(
+                "deb [arch={architecture}] {} {} {}\n",
+                debian.mirror,
+                debian.suite,
+                debian.components.join(" ")
+            ),
+        )?;
+        fs::write(
+            dir.join("apt.conf"),
+            format!(
+                "Dir \"{dir}/\";\n\
+                 Dir::State::status \"{status}\";\n\
+                 Dir::Etc::Trusted \"{ARCHIVE_KEYRING}\";\n\
+                 Dir::Etc::TrustedParts \"{dir}/etc/apt/trusted.gpg.d/\";\n\
+                 APT::Architecture \"{architecture}\";\n\
+                 APT::Architectures {{ \"{architecture}\"; }};\n\
+                 APT::Install-Recommends \"false\";\n\
+                 Debug::NoLocking \"true\";\n",
+                dir = dir.display(),
+                status = status.display(),
+            ),
+        )?;
+        Ok(Self {
+            dir,
+            architecture: architecture.to_owned(),
+        })
+    }
+
+    fn apt(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command.env("APT_CONFIG", self.dir.join("apt.conf"));
+        command
+    }
+
+    pub fn update(&self) -> Result<()> {
+        process::run(self.apt("apt-get").args(["update", "-qq"]))
+    }
+
+    fn index(&self) -> Result<Vec<archive::IndexEntry>> {
+        let lists = self.dir.join("var/lib/apt/lists");
+        let mut entries = Vec::new();
+        for entry in fs::read_dir(&lists)? {
+            let path = entry?.path();
+            if path.to_string_lossy().ends_with("_Packages") {
+                let text = fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                entries.extend(
+                    archive::parse_packages_index(&text)
+                        .with_context(|| format!("in {}", path.display()))?,
+                );
+            }
+        }
+        ensure!(
+            !entries.is_empty(),
+            "no Packages index in {}: apt-get update failed?",
+            lists.display()
+        );
+        Ok(entries)
+    }
+
+    /// The full set `variant` plus `packages` installs, with hashes, as apt resolves it.
+    pub fn resolve(&self, variant: Variant, packages: &[String]) -> Result<Vec<LockedPackage>> {
+        let index = self.index()?;
+        let mut wanted = archive::variant_seeds(&index, variant);
+        wanted.extend(packages.iter().cloned());
+        let uris = process::output(
+            self.apt("apt-get")
+                .args(["install", "--print-uris", "-qq", "-y"])
+                .args(&wanted),
+        )?;
+        let downloads = archive::parse_print_uris(&uris)?;
+        let locked = archive::lock_entries(&downloads, &index)?;
+        println!(
+            "{} resolves to {} packages",
+            self.architecture,
+            locked.len()
+        );
+        Ok(locked)
+    }
+
+    /// Downloads `packages` (of this architecture or `all`) into `cache`.
+    fn download(&self, cache: &Path, packages: &[&LockedPackage]) -> Result<()> {
+        if packages.is_empty() {
+            return Ok(());
+        }
+        let specs: Vec<String> = packages
+            .iter()
+            .map(|package| format!("{}={}", package.name, package.version))
+            .collect();
+        println!(
+            "downloading {} packages for {}",
+            specs.len(),
+            self.architecture
+        );
+        process::run(
+            self.apt("apt-get")
+                .args(["download", "-qq"])
+                .args(&specs)
+                .current_dir(cache),
+        )
+        .context(
+            "the mirror no longer has every locked version: run cargo xtask image --update-lock",
+        )
+    }
+}
+
+/// The lock file's path.
+pub fn lock_path(recipe_path: &Path) -> PathBuf {
+    recipe_path.with_extension("lock")
+}
+
+/// Reads the committed lock.
+pub fn read_lock(path: &Path) -> Result<PackageLock> {
+    let text = fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read {}: run cargo xtask image --update-lock",
+            path.display()
+        )
+    })?;
+    PackageLock::parse(&text).with_context(|| format!("{} is not a valid lock", path.display()))
+}
+
+/// Resolves the image's and the tools tree's package sets afresh and writes the lock.
+pub fn update_lock(cache: &Path, recipe: &Recipe, lock_file: &Path) -> Result<PackageLock> {
+    let image = AptTree::new(cache, recipe, &recipe.debian.architecture.to_string())?;
+    let tools = AptTree::new(cache, recipe, &host_architecture()?)?;
+    image.update()?;
+    tools.update()?;
+    let mut packages = image.resolve(Variant::Minbase, &recipe.debian.packages)?;
+    for package in tools.resolve(Variant::Essential, &recipe.tools.packages)? {
+        // `all` packages both sets need are locked once.
+        if !packages.contains(&package) {
+            packages.push(package);
+        }
+    }
+    let lock = PackageLock::from_packages(packages)?;
+    fs::write(lock_file, lock.to_text())
+        .with_context(|| format!("cannot write {}", lock_file.display()))?;
+    println!(
+        "wrote {} ({} packages)",
+        lock_file.display(),
+        lock.packages().len()
+    );
+    Ok(lock)
+}
+
+/// `dpkg --print-architecture`: the tools tree runs on the build host.
+pub fn host_architecture() -> Result<String> {
+    Ok(
+        process::output(Command::new("dpkg").arg("--print-architecture"))?
+            .trim()
+            .to_owned(),
+    )
+}
+
+/// Fills the `.deb` cache from the mirror where files are missing and checks every file the
+/// lock names against its hash. A file that does not match is deleted and fetched again once.
+pub fn fill_cache(cache: &Path, recipe: &Recipe, lock: &PackageLock) -> Result<PathBuf> {
+    let debs = cache.join("debs");
+    fs::create_dir_all(&debs)?;
+    for attempt in 0..2 {
+        let present: Vec<String> = fs::read_dir(&debs)?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .collect();
+        let missing = lock.missing(present.iter().map(String::as_str));
+        if !missing.is_empty() {
+            let mut by_architecture: Vec<(String, Vec<&LockedPackage>)> = Vec::new();
+            for package in missing {
+                let architecture = if package.architecture == "all" {
+                    recipe.debian.architecture.to_string()
+                } else {
+                    package.architecture.clone()
+                };
+                match by_architecture.iter_mut().find(|(a, _)| *a == architecture) {
+                    Some((_, list)) => list.push(package),
+                    None => by_architecture.push((architecture, vec![package])),
+                }
+            }
+            for (architecture, packages) in by_architecture {
+                let tree = AptTree::new(cache, recipe, &architecture)?;
+                tree.update()?;
+                tree.download(&debs, &packages)?;
+            }
+        }
+        let corrupt = verify(&debs, lock)?;
+        if corrupt.is_empty() {
+            return Ok(debs);
+        }
+        for name in &corrupt {
+            fs::remove_file(debs.join(name))?;
+        }
+        if attempt == 1 {
+            bail!(
+                "downloaded packages do not match the lock: {}",
+                corrupt.join(", ")
+            );
+        }
+        println!(
+            "refetching {} packages whose hash did not match the lock",
+            corrupt.len()
+        );
+    }
+    unreachable!("the loop returns or fails on its second pass")
+}
+
+/// The file names whose SHA-256 differs from the lock.
+fn verify(debs: &Path, lock: &PackageLock) -> Result<Vec<String>> {
+    let names: Vec<&str> = lock
+        .packages()
+        .iter()
+        .map(|p| p.filename.as_str())
+        .collect();
+    let sums = process::sha256_files(debs, &names)?;
+    Ok(lock
+        .packages()
+        .iter()
+        .zip(sums)
+        .filter(|(package, sum)| package.verify(*sum).is_err())
+        .map(|(package, _)| package.filename.clone())
+        .collect())
+}
+
+/// A flat repository (`deb [trusted=yes] file:///… ./`) holding exactly the locked packages of
+/// `architecture` and `all`, so apt inside mmdebstrap can choose nothing else.
+pub fn local_repository(
+    cache: &Path,
+    debs: &Path,
+    lock: &PackageLock,
+    architecture: &str,
+    suite: &str,
+    source_date_epoch: u64,
+) -> Result<PathBuf> {
+    let repo = cache.join(format!("repo-{architecture}"));
+    if repo.exists() {
+        fs::remove_dir_all(&repo)?;
+    }
+    fs::create_dir_all(&repo)?;
+    let wanted: BTreeSet<&str> = lock
+        .packages()
+        .iter()
+        .filter(|p| p.architecture == architecture || p.architecture == "all")
+        .map(|p| p.filename.as_str())
+        .collect();
+    for name in &wanted {
+        fs::hard_link(debs.join(name), repo.join(name))
+            .or_else(|_| fs::copy(debs.join(name), repo.join(name)).map(|_| ()))
+            .with_context(|| format!("cannot put {name} into {}", repo.display()))?;
+    }
+    let packages = process::output(
+        Command::new("apt-ftparchive")
+            .args(["packages", "."])
+            .current_dir(&repo),
+    )?;
+    fs::write(repo.join("Packages"), packages)?;
+    let date = process::output(Command::new("date").args([
+        "-u",
+        "-R",
+        "-d",
+        &format!("@{source_date_epoch}"),
+    ]))?;
+    let release = process::output(
+        Command::new("apt-ftparchive")
+            // mmdebstrap picks a variant's packages with `?archive(^<suite>$)`.
+            .args([
+                "-o",
+                &format!("APT::FTPArchive::Release::Date={}", date.trim()),
+            ])
+            .args(["-o", &format!("APT::FTPArchive::Release::Suite={suite}")])
+            .args(["-o", &format!("APT::FTPArchive::Release::Codename={suite}")])
+            .args(["release", "."])
+            .current_dir(&repo),
+    )?;
+    fs::write(repo.join("Release"), release)?;
+    Ok(repo)
+}

@@ -1,0 +1,418 @@
+//! `cargo xtask image`: the SD card image, built from image/pew.toml, its package lock and
+//! pew's own .debs (see image/README.md for the recipe and issue 3 for the requirements).
+
+mod archive;
+mod assemble;
+mod rootfs;
+pub mod tools;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use pew_image::lock::PackageLock;
+use pew_image::recipe::{CheckedRecipe, Recipe};
+use pew_image::sbom::{self, SbomPackage};
+
+use crate::{debs, host, process};
+
+use crate::process::workspace_root;
+
+pub use tools::ToolsTree;
+
+/// Where downloaded packages, cached root filesystems and tools trees live.
+pub fn cache_dir() -> PathBuf {
+    workspace_root().join("out/cache")
+}
+
+/// Where a build writes its artifacts.
+pub fn output_dir() -> PathBuf {
+    workspace_root().join("out/image")
+}
+
+/// The raw disk image of the last build (`pew-<version>-rpi-arm64.img` in the output directory).
+pub fn built_image() -> Result<PathBuf> {
+    let dir = output_dir();
+    let mut images: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| {
+            format!(
+                "no image built yet ({} is missing): run cargo xtask image",
+                dir.display()
+            )
+        })?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.to_string_lossy().ends_with("-rpi-arm64.img"))
+        .collect();
+    images.sort();
+    match images.pop() {
+        Some(image) if images.is_empty() => Ok(image),
+        Some(_) => bail!("{} holds more than one image", dir.display()),
+        None => bail!("no image in {}: run cargo xtask image", dir.display()),
+    }
+}
+
+/// The tools tree of the current lock (built by `cargo xtask image`).
+pub fn tools_tree() -> Result<ToolsTree> {
+    let link = cache_dir().join("tools");
+    let root = link
+        .canonicalize()
+        .with_context(|| format!("no tools tree at {}: run cargo xtask image", link.display()))?;
+    Ok(ToolsTree::new(root))
+}
+
+#[derive(clap::Args)]
+pub struct ImageArgs {
+    /// Resolve the package set afresh from the mirror and rewrite image/pew.lock first.
+    #[arg(long)]
+    update_lock: bool,
+    /// Build twice in separate directories, from scratch except the verified .deb cache, and
+    /// compare every artifact.
+    #[arg(long)]
+    check_reproducible: bool,
+}
+
+/// Host packages the build runs (the assembly tools themselves come from the tools tree).
+const HOST_TOOLS: [(&str, &str); 6] = [
+    ("mmdebstrap", "mmdebstrap"),
+    ("qemu-aarch64-static", "qemu-user-static"),
+    ("update-binfmts", "binfmt-support"),
+    ("apt-ftparchive", "apt-utils"),
+    ("chroot", "coreutils"),
+    ("arch-test", "arch-test"),
+];
+
+pub fn run(args: ImageArgs) -> Result<()> {
+    let recipe_path = workspace_root().join("image/pew.toml");
+    let recipe = Recipe::load(&recipe_path)?;
+    prepare_host(&recipe)?;
+    let cache = cache_dir();
+    fs::create_dir_all(&cache)?;
+    let lock_file = archive::lock_path(&recipe_path);
+    let lock = if args.update_lock {
+        archive::update_lock(&cache, &recipe.recipe, &lock_file)?
+    } else {
+        archive::read_lock(&lock_file)?
+    };
+    if args.check_reproducible {
+        return check_reproducible(&recipe, &lock, &cache);
+    }
+    let report = build(&recipe, &lock, &cache, &output_dir())?;
+    report.print();
+    Ok(())
+}
+
+fn prepare_host(recipe: &CheckedRecipe) -> Result<()> {
+    // mmdebstrap's root mode, chroot and the root-owned trees need root.
+    host::become_root()?;
+    host::ensure_commands(&HOST_TOOLS)?;
+    if !Path::new("/usr/share/keyrings/debian-archive-keyring.gpg").exists() {
+        host::ensure_packages(&["debian-archive-keyring"])?;
+    }
+    // Containers and fresh hosts may have binfmt_misc unmounted or the handler disabled.
+    let architecture = recipe.recipe.debian.architecture.to_string();
+    let runs = || process::run(Command::new("arch-test").arg(&architecture)).is_ok();
+    if !runs() {
+        let _ = process::run(Command::new("mount").args([
+            "-t",
+            "binfmt_misc",
+            "binfmt_misc",
+            "/proc/sys/fs/binfmt_misc",
+        ]));
+        let _ = process::run(Command::new("update-binfmts").args(["--enable", "qemu-aarch64"]));
+        ensure!(
+            runs(),
+            "this host cannot run {architecture} binaries through qemu-user (binfmt_misc)"
+        );
+    }
+    Ok(())
+}
+
+/// What a build produced and how long it took.
+struct BuildReport {
+    output: PathBuf,
+    steps: Vec<(&'static str, f64)>,
+    artifacts: Vec<(String, u64)>,
+    system_bytes: u64,
+}
+
+impl BuildReport {
+    fn print(&self) {
+        println!("\nimage build: {}", self.output.display());
+        for (step, seconds) in &self.steps {
+            println!("  {step:<28} {seconds:>7.1} s");
+        }
+        println!(
+            "  {:<28} {:>7.1} s",
+            "total",
+            self.steps.iter().map(|(_, s)| s).sum::<f64>()
+        );
+        println!(
+            "  {:<28} {:>7.1} MiB",
+            "system (EROFS, one slot)",
+            self.system_bytes as f64 / 1_048_576.0
+        );
+        for (name, bytes) in &self.artifacts {
+            println!("  {name:<60} {:>9.1} MiB", *bytes as f64 / 1_048_576.0);
+        }
+    }
+}
+
+/// Times each step of a build.
+struct Stopwatch {
+    last: Instant,
+    steps: Vec<(&'static str, f64)>,
+}
+
+impl Stopwatch {
+    fn new() -> Self {
+        Self {
+            last: Instant::now(),
+            steps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.steps.push((step, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
+}
+
+/// One complete build from the lock into `output`, using (and filling) `cache`.
+fn build(
+    recipe: &CheckedRecipe,
+    lock: &PackageLock,
+    cache: &Path,
+    output: &Path,
+) -> Result<BuildReport> {
+    let mut watch = Stopwatch::new();
+    let (commit_time, version) = debs::head_version()?;
+    let epoch = recipe
+        .recipe
+        .reproducibility
+        .source_date_epoch
+        .resolve(commit_time);
+    let image_architecture = recipe.recipe.debian.architecture.to_string();
+    let host_architecture = archive::host_architecture()?;
+
+    let debs_dir = archive::fill_cache(cache, &recipe.recipe, lock)?;
+    watch.lap("package cache");
+    let tools_repo = archive::local_repository(
+        cache,
+        &debs_dir,
+        lock,
+        &host_architecture,
+        &recipe.recipe.debian.suite,
+        epoch,
+    )?;
+    let tools = ToolsTree::new(rootfs::tools_tree(
+        cache,
+        &recipe.recipe,
+        lock,
+        &tools_repo,
+        &host_architecture,
+        epoch,
+    )?);
+    watch.lap("tools tree");
+    let image_repo = archive::local_repository(
+        cache,
+        &debs_dir,
+        lock,
+        &image_architecture,
+        &recipe.recipe.debian.suite,
+        epoch,
+    )?;
+    let base = rootfs::base(cache, &recipe.recipe, lock, &image_repo, epoch)?;
+    watch.lap("base root filesystem");
+    let pew_debs = debs::build_packages(&cache.join("pew-debs"))?;
+    watch.lap("pew packages (cross build)");
+
+    let assembly = assemble::Assembly {
+        recipe,
+        tools: &tools,
+        work: cache.join("work"),
+        source_date_epoch: epoch,
+    };
+    assembly.install(&base, &pew_debs)?;
+    watch.lap("install pew");
+    let kernel_release = assembly.split()?;
+    let filesystems = assembly.make_filesystems(kernel_release)?;
+    watch.lap("filesystems");
+
+    if output.exists() {
+        fs::remove_dir_all(output)?;
+    }
+    fs::create_dir_all(output)?;
+    let stem = format!("pew-{version}-rpi-arm64");
+    let image = output.join(format!("{stem}.img"));
+    assembly.disk(&filesystems, &image)?;
+    watch.lap("disk image");
+
+    let mut artifacts = vec![image.clone()];
+    let bmap = output.join(format!("{stem}.img.bmap"));
+    process::run(
+        tools
+            .command("bmaptool")?
+            .args(["-q", "create", "-o"])
+            .arg(&bmap)
+            .arg(&image),
+    )?;
+    artifacts.push(bmap);
+    let compressed = output.join(format!("{stem}.img.zst"));
+    // A fixed thread count: zstd's multi-threaded framing is part of the output.
+    process::run(
+        tools
+            .command("zstd")?
+            .args(["-q", "-12", "-T2", "--long=27", "-o"])
+            .arg(&compressed)
+            .arg(&image),
+    )?;
+    artifacts.push(compressed);
+    watch.lap("bmap + zstd");
+
+    // The OTA payload of one slot: its system image and its boot files.
+    let system = output.join(format!("pew-{version}-system.erofs"));
+    fs::copy(&filesystems.system, &system)?;
+    artifacts.push(system);
+    let payload = output.join(format!("pew-{version}-slot-boot.tar"));
+    process::run(
+        tools
+            .command("tar")?
+            .args([
+                "--sort=name",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "--format=gnu",
+            ])
+            .arg(format!("--mtime=@{epoch}"))
+            .arg("-cf")
+            .arg(&payload)
+            .arg("-C")
+            .arg(&filesystems.slot_payload)
+            .arg("."),
+    )?;
+    artifacts.push(payload);
+
+    let sbom_file = output.join(format!("pew-{version}.spdx"));
+    fs::write(
+        &sbom_file,
+        sbom_document(&base, lock, &pew_debs, &version, epoch)?,
+    )?;
+    artifacts.push(sbom_file);
+
+    let names: Vec<String> = artifacts
+        .iter()
+        .filter_map(|path| path.file_name()?.to_str().map(str::to_owned))
+        .collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let sums = process::sha256_files(output, &name_refs)?;
+    let text: String = names
+        .iter()
+        .zip(&sums)
+        .map(|(name, sum)| format!("{sum}  {name}\n"))
+        .collect();
+    fs::write(output.join("SHA256SUMS"), text)?;
+    watch.lap("payload, SBOM, sums");
+
+    let system_bytes = fs::metadata(&filesystems.system)?.len();
+    let mut sizes = Vec::new();
+    for name in &names {
+        sizes.push((name.clone(), allocated_bytes(&output.join(name))?));
+    }
+    fs::remove_dir_all(&assembly.work)?;
+    Ok(BuildReport {
+        output: output.to_owned(),
+        steps: watch.steps,
+        artifacts: sizes,
+        system_bytes,
+    })
+}
+
+/// Bytes a (possibly sparse) file occupies.
+fn allocated_bytes(path: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(fs::metadata(path)?.blocks() * 512)
+}
+
+fn sbom_document(
+    base: &Path,
+    lock: &PackageLock,
+    pew_debs: &[PathBuf],
+    version: &str,
+    epoch: u64,
+) -> Result<String> {
+    let listing = fs::read_to_string(format!("{}.packages", base.display()))
+        .context("the base root filesystem's package list is missing")?;
+    let mut packages = Vec::new();
+    for line in listing.lines() {
+        let [name, package_version, architecture] = line.split('\t').collect::<Vec<_>>()[..] else {
+            bail!("unexpected package list line {line:?}");
+        };
+        let sha256 = lock
+            .packages()
+            .iter()
+            .find(|p| p.name == name && p.architecture == architecture)
+            .map(|p| p.sha256);
+        packages.push(SbomPackage {
+            name: name.to_owned(),
+            version: package_version.to_owned(),
+            architecture: architecture.to_owned(),
+            sha256,
+            supplier: "debian",
+        });
+    }
+    for deb in pew_debs {
+        let name = deb
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("pew .deb name")?;
+        let mut fields = name.trim_end_matches(".deb").split('_');
+        let (Some(package), Some(package_version), Some(architecture)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            bail!("unexpected .deb name {name}");
+        };
+        packages.push(SbomPackage {
+            name: package.to_owned(),
+            version: package_version.to_owned(),
+            architecture: architecture.to_owned(),
+            sha256: Some(process::sha256_file(deb)?),
+            supplier: "pew",
+        });
+    }
+    Ok(sbom::spdx("pew-rpi-arm64", version, epoch, &packages))
+}
+
+/// Two complete builds, each with its own tools tree and base root filesystem (only the
+/// verified .deb cache is shared: it is the input), then every artifact compared.
+fn check_reproducible(recipe: &CheckedRecipe, lock: &PackageLock, cache: &Path) -> Result<()> {
+    let debs_dir = archive::fill_cache(cache, &recipe.recipe, lock)?;
+    let root = workspace_root().join("out/reproducibility");
+    if root.exists() {
+        fs::remove_dir_all(&root)?;
+    }
+    let mut sums = Vec::new();
+    for run in ["first", "second"] {
+        let run_cache = root.join(run).join("cache");
+        fs::create_dir_all(&run_cache)?;
+        std::os::unix::fs::symlink(&debs_dir, run_cache.join("debs"))?;
+        let report = build(recipe, lock, &run_cache, &root.join(run).join("image"))?;
+        report.print();
+        sums.push(fs::read_to_string(root.join(run).join("image/SHA256SUMS"))?);
+    }
+    if sums[0] == sums[1] {
+        println!(
+            "reproducible: both builds gave identical artifacts\n{}",
+            sums[0]
+        );
+        return Ok(());
+    }
+    println!("first build:\n{}\nsecond build:\n{}", sums[0], sums[1]);
+    bail!(
+        "the two builds differ (artifacts kept in {})",
+        root.display()
+    )
+}

@@ -1,0 +1,251 @@
+//! `cargo xtask qemu`: boots the built SD card image in `qemu-system-aarch64 -M virt` through
+//! Debian's u-boot-qemu and the card's own boot script (never a hand-passed kernel), waits until
+//! every pew service in the image is ready, prints how long each stage took, and leaves the node
+//! running on the terminal. `--check` instead runs the A/B evidence sequence ([`check`]).
+//!
+//! Each run works on a copy of the image in a run directory under `out/qemu/`, extended to a
+//! card size so first boot's growth of the data partition is exercised. The node is observed
+//! through its serial console (logged to a file) and through Debian's QEMU guest agent, which
+//! the image carries and which starts only when QEMU provides its port.
+
+mod agent;
+mod base64;
+mod boot;
+pub mod bootfat;
+mod check;
+mod console;
+mod guest;
+pub mod machine;
+mod mbr;
+mod verdict;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use pew_bus::Service;
+use pew_image::bootstate::{Attempts, ENV_FILE_NAME, Slot};
+use pew_image::layout::{PartitionRole, SECTOR_BYTES};
+use pew_image::recipe::Recipe;
+
+use crate::image::{self, ToolsTree};
+use crate::{host, process};
+use boot::BootSettings;
+use bootfat::{BootFat, Mtools, describe};
+use machine::{ConsoleMode, MachineSpec};
+use mbr::{MbrPartition, PartitionTable};
+use verdict::Expectation;
+
+/// Debian's u-boot-qemu inside the tools tree.
+const U_BOOT: &str = "usr/lib/u-boot/qemu_arm64/u-boot.bin";
+
+#[derive(clap::Args)]
+pub struct QemuArgs {
+    /// Run the A/B evidence non-interactively (boot A, activate B and boot it, activate A and
+    /// boot it) and fail on any deviation.
+    #[arg(long)]
+    check: bool,
+    /// The raw disk image to boot [default: the one `cargo xtask image` built].
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Seconds each boot may take from QEMU's start to every service ready.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Size of the emulated SD card; first boot grows the data partition to fill it.
+    #[arg(long, default_value_t = 4096)]
+    card_mib: u64,
+    /// Keep the run directory (card copy, console logs) after a successful run.
+    #[arg(long)]
+    keep: bool,
+    /// Tools tree providing mtools and u-boot-qemu [default: the image build's].
+    #[arg(long)]
+    tools_tree: Option<PathBuf>,
+}
+
+/// Entry point of `cargo xtask qemu`.
+pub fn run(args: QemuArgs) -> Result<()> {
+    host::ensure_commands(&machine::QEMU_TOOLS)?;
+    let setup = Setup::prepare(&args)?;
+    let result = if args.check {
+        check::run(&setup)
+    } else {
+        interactive(&setup)
+    };
+    let failed = result.is_err();
+    if failed || args.keep {
+        let kept = setup.run_dir.keep();
+        println!("run directory kept: {}", kept.display());
+    }
+    result
+}
+
+/// Everything the boots share: the image and what was read from it, the recipe's services,
+/// the firmware and tools, and the run directory with the card copy.
+struct Setup {
+    /// How the image's partition table differs from the recipe's layout.
+    layout_differences: Vec<String>,
+    boot_partition: MbrPartition,
+    /// As the image ships it, before first boot grows it.
+    data_partition: MbrPartition,
+    services: Vec<&'static Service>,
+    attempts: Attempts,
+    u_boot: PathBuf,
+    tools: ToolsTree,
+    run_dir: tempfile::TempDir,
+    run_disk: PathBuf,
+    card_sectors: u64,
+    timeout: Duration,
+}
+
+impl Setup {
+    fn prepare(args: &QemuArgs) -> Result<Self> {
+        let root = process::workspace_root();
+        let recipe = Recipe::load(&root.join("image/pew.toml"))?;
+        let services = guest::included_services(&recipe.recipe.services.include)?;
+        let tools = match &args.tools_tree {
+            Some(path) => ToolsTree::new(path.clone()),
+            None => image::tools_tree()?,
+        };
+        let u_boot = tools.path(U_BOOT);
+        ensure!(
+            u_boot.is_file(),
+            "the tools tree has no u-boot-qemu ({})",
+            u_boot.display()
+        );
+        let image = match &args.image {
+            Some(path) => path.clone(),
+            None => image::built_image()?,
+        };
+        let table = PartitionTable::read(&image)?;
+        let layout_differences = table.differences(&recipe.layout);
+        for difference in &layout_differences {
+            println!(
+                "warning: {} differs from image/pew.toml: {difference}",
+                image.display()
+            );
+        }
+        let boot_partition = *table.partition(PartitionRole::Boot.number())?;
+        let data_partition = *table.partition(PartitionRole::Data.number())?;
+
+        let runs = root.join("out/qemu");
+        std::fs::create_dir_all(&runs)
+            .with_context(|| format!("cannot create {}", runs.display()))?;
+        let run_dir = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(&runs)
+            .context("cannot create a run directory")?;
+        let run_disk = run_dir.path().join("card.img");
+        let card_bytes = args
+            .card_mib
+            .checked_mul(1 << 20)
+            .context("--card-mib is too large")?;
+        machine::prepare_run_disk(&image, &run_disk, card_bytes)?;
+        println!(
+            "booting {} on a {} MiB card copy in {}",
+            image.display(),
+            args.card_mib,
+            run_dir.path().display()
+        );
+        Ok(Self {
+            layout_differences,
+            boot_partition,
+            data_partition,
+            services,
+            attempts: recipe.recipe.boot.attempts,
+            u_boot,
+            tools,
+            run_dir,
+            run_disk,
+            card_sectors: card_bytes / SECTOR_BYTES,
+            timeout: Duration::from_secs(args.timeout),
+        })
+    }
+
+    fn run_dir(&self) -> &Path {
+        self.run_dir.path()
+    }
+
+    /// The card copy's boot partition, written only with the pinned mtools.
+    fn boot_fat(&self) -> BootFat {
+        BootFat::new(
+            &self.run_disk,
+            self.boot_partition.start_bytes(),
+            Mtools::Tree(self.tools.clone()),
+        )
+    }
+
+    /// What a boot of this card that the state file sends to `slot` must show.
+    fn expectation(&self, slot: Slot) -> Expectation {
+        Expectation {
+            slot,
+            card_sectors: self.card_sectors,
+            data_in_image: self.data_partition,
+        }
+    }
+
+    fn boot_settings(&self, label: &str, console: ConsoleMode) -> BootSettings<'_> {
+        let dir = self.run_dir();
+        BootSettings {
+            spec: MachineSpec {
+                u_boot: self.u_boot.clone(),
+                disk: self.run_disk.clone(),
+                agent_socket: dir.join("agent.sock"),
+                console_log: dir.join(format!("boot-{label}.console.log")),
+                console,
+            },
+            stderr_log: dir.join(format!("boot-{label}.qemu.log")),
+            services: &self.services,
+            data_partition: self.data_partition.number,
+            timeout: self.timeout,
+            label: label.to_owned(),
+        }
+    }
+}
+
+/// Boots once with the console on the terminal, reports, and leaves the node running until
+/// QEMU is quit.
+fn interactive(setup: &Setup) -> Result<()> {
+    let fat = setup.boot_fat();
+    let before = fat.read_state()?;
+    let selection = before.state.select(setup.attempts);
+    println!(
+        "{ENV_FILE_NAME} reads {}: the boot script will pick slot {}",
+        describe(&before.state),
+        selection.slot
+    );
+    let settings = setup.boot_settings("1", ConsoleMode::Terminal);
+    let node = boot::boot_to_ready(&settings)?;
+    let milestones = node.milestones;
+    let expectation = setup.expectation(selection.slot);
+    let mut lines = vec![
+        format!(
+            "from QEMU start: slot {} line {:.1} s, agent {:.1} s, all services ready {:.1} s",
+            node.booted_slot,
+            milestones.slot_line.as_secs_f64(),
+            milestones.agent.as_secs_f64(),
+            milestones.ready.as_secs_f64()
+        ),
+        verdict::describe_report(&node.report),
+    ];
+    lines.extend(
+        verdict::boot_deviations(&expectation, node.booted_slot, &node.report)
+            .into_iter()
+            .map(|deviation| format!("DEVIATION: {deviation}")),
+    );
+    lines.push(format!(
+        "node running: serial console here (Ctrl-A X quits, Ctrl-A C monitor), guest agent on {}, host at 10.0.2.2 from the guest",
+        settings.spec.agent_socket.display()
+    ));
+    for line in lines {
+        boot::progress(&settings.label, &line);
+    }
+    let mut machine = node.machine;
+    // The agent connection is closed so that other clients (socat, virsh-style tools) can use it.
+    drop(node.agent);
+    let status = machine.wait()?;
+    println!(
+        "QEMU exited ({status}); console log: {}",
+        settings.spec.console_log.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! One boot of the run disk: start QEMU, wait for the boot script's slot line, for the guest
+//! agent and for every included service to be ready, then ask the node about itself. Every wait
+//! has a deadline and notices QEMU exiting; QEMU is killed when a [`ReadyNode`] (or an error
+//! before it) is dropped.
+
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use pew_bus::Service;
+use pew_image::bootstate::Slot;
+
+use super::agent::Agent;
+use super::console::ConsoleLog;
+use super::guest::{self, GuestReport};
+use super::machine::{Machine, MachineSpec};
+
+/// U-Boot and the script print the slot line ~4 s after power-on; a firmware stuck at its
+/// prompt should not hold a run for the whole boot timeout.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one `guest-sync-delimited` waits before the agent counts as not started yet.
+const SYNC_WAIT: Duration = Duration::from_secs(5);
+/// How often the console is looked at.
+const CONSOLE_POLL: Duration = Duration::from_millis(100);
+/// How often the agent is tried and the services are asked, each try being a round trip into
+/// an emulated guest.
+const GUEST_POLL: Duration = Duration::from_secs(1);
+/// From `guest-shutdown` to QEMU exiting: systemd stops every unit first.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// What one boot is made of.
+pub struct BootSettings<'a> {
+    pub spec: MachineSpec,
+    pub stderr_log: PathBuf,
+    pub services: &'a [&'static Service],
+    /// The data partition's number in the partition table.
+    pub data_partition: u8,
+    /// From QEMU's start to the node's report.
+    pub timeout: Duration,
+    /// Names the boot in progress lines.
+    pub label: String,
+}
+
+/// When each stage was reached, from QEMU's start.
+#[derive(Clone, Copy, Debug)]
+pub struct Milestones {
+    pub slot_line: Duration,
+    pub agent: Duration,
+    pub ready: Duration,
+}
+
+/// A node whose services are all ready, still running.
+pub struct ReadyNode {
+    pub machine: Machine,
+    pub agent: Agent,
+    pub booted_slot: Slot,
+    pub milestones: Milestones,
+    pub report: GuestReport,
+}
+
+/// Boots and waits until every service in `settings.services` is ready.
+pub fn boot_to_ready(settings: &BootSettings<'_>) -> Result<ReadyNode> {
+    let console_path = settings.spec.console_log.clone();
+    boot(settings).with_context(|| format!("console log: {}", console_path.display()))
+}
+
+fn boot(settings: &BootSettings<'_>) -> Result<ReadyNode> {
+    let label = &settings.label;
+    let mut machine = Machine::start(&settings.spec, &settings.stderr_log)?;
+    let started = machine.started();
+    let deadline = started + settings.timeout;
+    let mut console = ConsoleLog::new(settings.spec.console_log.clone());
+
+    let booted_slot = wait_until(
+        &mut machine,
+        deadline.min(started + SCRIPT_TIMEOUT),
+        CONSOLE_POLL,
+        "the boot script's slot line",
+        || {
+            console.refresh()?;
+            Ok(console.booted_slot())
+        },
+    )?;
+    let slot_line = started.elapsed();
+    progress(
+        label,
+        &format!(
+            "boot script chose slot {booted_slot} at {:.1} s",
+            slot_line.as_secs_f64()
+        ),
+    );
+
+    let mut connection: Option<Agent> = None;
+    let socket = &settings.spec.agent_socket;
+    let mut agent = wait_until(
+        &mut machine,
+        deadline,
+        GUEST_POLL,
+        "the guest agent",
+        || {
+            let agent = match connection.as_mut() {
+                Some(agent) => agent,
+                // QEMU creates the socket while starting; until then, try again.
+                None => match Agent::connect(socket) {
+                    Ok(agent) => connection.insert(agent),
+                    Err(_) => return Ok(None),
+                },
+            };
+            if !agent.sync(SYNC_WAIT)? {
+                return Ok(None);
+            }
+            agent.ping()?;
+            Ok(connection.take())
+        },
+    )?;
+    let agent_answered = started.elapsed();
+    progress(
+        label,
+        &format!(
+            "guest agent answered at {:.1} s",
+            agent_answered.as_secs_f64()
+        ),
+    );
+
+    let mut last_answer = String::from("no answer yet");
+    let mut resync = false;
+    wait_until(
+        &mut machine,
+        deadline,
+        GUEST_POLL,
+        "every service to be ready",
+        || {
+            // After a failed exchange a late answer may still arrive: skip it before asking again.
+            if resync && !agent.sync(SYNC_WAIT)? {
+                return Ok(None);
+            }
+            match guest::poll_readiness(&mut agent, settings.services, deadline) {
+                Ok(unready) if unready.is_empty() => Ok(Some(())),
+                Ok(unready) => {
+                    resync = false;
+                    last_answer = format!("not ready: {}", unready.join(", "));
+                    Ok(None)
+                }
+                Err(error) => {
+                    resync = true;
+                    last_answer = format!("{error:#}");
+                    Ok(None)
+                }
+            }
+        },
+    )
+    .with_context(|| format!("last status: {last_answer}"))?;
+    let ready = started.elapsed();
+    let names: Vec<&str> = settings
+        .services
+        .iter()
+        .map(|service| service.unit)
+        .collect();
+    progress(
+        label,
+        &format!("{} ready at {:.1} s", names.join(", "), ready.as_secs_f64()),
+    );
+
+    let report = guest::inspect(&mut agent, settings.data_partition, deadline)
+        .context("cannot inspect the ready node")?;
+    machine.ensure_running()?;
+    Ok(ReadyNode {
+        machine,
+        agent,
+        booted_slot,
+        milestones: Milestones {
+            slot_line,
+            agent: agent_answered,
+            ready,
+        },
+        report,
+    })
+}
+
+impl ReadyNode {
+    /// Powers the node off through the agent and waits for QEMU to exit cleanly.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.agent.shutdown()?;
+        let status = self
+            .machine
+            .wait_exit(Instant::now() + SHUTDOWN_TIMEOUT)
+            .context("the node did not power off")?;
+        ensure!(
+            status.success(),
+            "QEMU ended with {status} after the power-off"
+        );
+        Ok(())
+    }
+}
+
+/// Calls `attempt` every `interval` until it yields a value, failing when QEMU exits or
+/// `deadline` passes first.
+fn wait_until<T>(
+    machine: &mut Machine,
+    deadline: Instant,
+    interval: Duration,
+    what: &str,
+    mut attempt: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    loop {
+        let attempted = attempt();
+        // QEMU having exited explains a failed attempt (a closed agent socket) better than
+        // the attempt's own error does.
+        machine
+            .ensure_running()
+            .with_context(|| format!("while waiting for {what}"))?;
+        if let Some(value) = attempted? {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "gave up waiting for {what} after {:.0} s",
+                machine.started().elapsed().as_secs_f64()
+            );
+        }
+        thread::sleep(interval);
+    }
+}
+
+/// One line about a boot in progress. In interactive mode it shares the terminal with the
+/// console; QEMU's raw mode keeps output processing on, so `\n` still returns the carriage.
+pub fn progress(label: &str, text: &str) {
+    println!("[qemu {label}] {text}");
+}

@@ -1,0 +1,384 @@
+//! What the node is asked through the guest agent, and how its answers are read.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use pew_bus::Service;
+use pew_image::bootstate::Slot;
+use serde_json::Value;
+
+use super::agent::{Agent, ExecOutput};
+
+/// Absolute paths: qemu-ga runs programs without a shell. trixie is merged-/usr.
+const PEWCTL: &str = "/usr/bin/pewctl";
+const SYSTEMCTL: &str = "/usr/bin/systemctl";
+const FINDMNT: &str = "/usr/bin/findmnt";
+const CAT: &str = "/usr/bin/cat";
+
+/// The kernel argument through which the boot script names the slot it booted.
+const SLOT_ARGUMENT: &str = "pew.slot";
+/// The kernel argument that switches the services to simulated hardware (set on QEMU only).
+pub const SIMULATE_FLAG: &str = "pew.simulate";
+
+/// The pew services the recipe's `services.include` puts in the image (units such as
+/// `pew-powerd`), as pew-bus knows them.
+pub fn included_services(include: &[String]) -> Result<Vec<&'static Service>> {
+    include
+        .iter()
+        .map(|unit| {
+            pew_bus::SERVICES
+                .iter()
+                .find(|service| service.unit == unit)
+                .ok_or_else(|| {
+                    anyhow!("services.include names {unit:?}, which pew-bus does not know")
+                })
+        })
+        .collect()
+}
+
+/// The short names of the services in `required` that a `pewctl --json status` report does
+/// not show running. A service's bus name is owned only after it reported READY (pew-bus
+/// refuses it earlier), so "running" there means ready.
+pub fn unready_services(status: &[u8], required: &[&'static Service]) -> Result<Vec<&'static str>> {
+    let report: Value = serde_json::from_slice(status)
+        .context("pewctl --json status printed something that is not JSON")?;
+    ensure!(
+        report.is_object(),
+        "pewctl --json status printed {report}, not an object"
+    );
+    Ok(required
+        .iter()
+        .filter(|service| report[service.short_name]["running"] != Value::Bool(true))
+        .map(|service| service.short_name)
+        .collect())
+}
+
+/// Asks `pewctl --json status` which of `required` are not ready; Err while pewctl cannot
+/// answer at all (the bus is not up yet, say).
+pub fn poll_readiness(
+    agent: &mut Agent,
+    required: &[&'static Service],
+    deadline: Instant,
+) -> Result<Vec<&'static str>> {
+    let output = agent.exec(PEWCTL, &["--json", "status"], deadline)?;
+    ensure!(
+        output.succeeded(),
+        "pewctl --json status: {}",
+        output.failure()
+    );
+    unready_services(&output.stdout, required)
+}
+
+/// One line of `findmnt --list --json --bytes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    pub target: String,
+    /// `/dev/vda2`, or `/dev/vda4[/var]` for a bind mount of a subdirectory.
+    pub source: String,
+    pub fstype: String,
+    pub options: String,
+    pub size_bytes: u64,
+}
+
+impl Mount {
+    pub fn is_read_only(&self) -> bool {
+        self.options.split(',').any(|option| option == "ro")
+    }
+}
+
+/// The mount table as `findmnt --list --json --bytes --output TARGET,SOURCE,FSTYPE,OPTIONS,SIZE`
+/// prints it.
+pub fn parse_mounts(json: &[u8]) -> Result<Vec<Mount>> {
+    let table: Value =
+        serde_json::from_slice(json).context("findmnt printed something that is not JSON")?;
+    let rows = table["filesystems"]
+        .as_array()
+        .ok_or_else(|| anyhow!("findmnt's JSON has no \"filesystems\" list"))?;
+    rows.iter()
+        .map(|row| {
+            let text = |key: &str| {
+                row[key]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("findmnt row {row} has no {key}"))
+            };
+            // util-linux prints SIZE as a number with --bytes, but older ones as a string.
+            let size_bytes = match &row["size"] {
+                Value::Number(number) => number.as_u64(),
+                Value::String(text) => text.parse().ok(),
+                _ => None,
+            }
+            .ok_or_else(|| anyhow!("findmnt row {row} has no size in bytes"))?;
+            Ok(Mount {
+                target: text("target")?,
+                source: text("source")?,
+                fstype: text("fstype")?,
+                options: text("options")?,
+                size_bytes,
+            })
+        })
+        .collect()
+}
+
+/// The value of `name=` on a kernel command line (the last one wins, as in the kernel).
+pub fn cmdline_value<'a>(cmdline: &'a str, name: &str) -> Option<&'a str> {
+    cmdline
+        .split_whitespace()
+        .filter_map(|argument| argument.split_once('='))
+        .rfind(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+pub fn cmdline_has_flag(cmdline: &str, flag: &str) -> bool {
+    cmdline.split_whitespace().any(|argument| argument == flag)
+}
+
+/// The slot in `pew.slot=`, None when absent or not a slot letter.
+pub fn cmdline_slot(cmdline: &str) -> Option<Slot> {
+    let letter = cmdline_value(cmdline, SLOT_ARGUMENT)?;
+    Slot::ALL.into_iter().find(|slot| slot.letter() == letter)
+}
+
+/// The kernel names of the disk holding the partition `source` and of that disk's partition
+/// `number`: `/dev/vda2` gives `vda`, `vda4`; `/dev/mmcblk0p2` gives `mmcblk0`, `mmcblk0p4`
+/// (a disk whose name ends in a digit puts `p` before partition numbers).
+pub fn sibling_partition(source: &str, number: u8) -> Result<(String, String)> {
+    let name = source
+        .strip_prefix("/dev/")
+        .ok_or_else(|| anyhow!("{source} is not a /dev node"))?;
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    ensure!(
+        base.len() < name.len() && !base.is_empty(),
+        "{source} is not a partition"
+    );
+    let disk = match base.strip_suffix('p') {
+        Some(disk) if disk.ends_with(|c: char| c.is_ascii_digit()) => disk,
+        _ => base,
+    };
+    Ok((disk.to_owned(), format!("{base}{number}")))
+}
+
+/// The data partition as the running kernel sees it, in 512-byte sectors (sysfs' unit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataPartition {
+    pub start_sector: u64,
+    pub sectors: u64,
+    pub disk_sectors: u64,
+    /// The size of the filesystem mounted from it, if it is mounted.
+    pub filesystem_bytes: Option<u64>,
+}
+
+/// What the node reports about itself once its services are ready.
+#[derive(Clone, Debug)]
+pub struct GuestReport {
+    /// `systemctl is-system-running --wait`: `running` when nothing failed.
+    pub system_state: String,
+    pub failed_units: Vec<String>,
+    pub root: Mount,
+    pub cmdline: String,
+    pub data: DataPartition,
+}
+
+impl GuestReport {
+    pub fn slot(&self) -> Option<Slot> {
+        cmdline_slot(&self.cmdline)
+    }
+
+    pub fn simulated(&self) -> bool {
+        cmdline_has_flag(&self.cmdline, SIMULATE_FLAG)
+    }
+}
+
+/// Asks the node for its state, boot outcome, root mount and data partition.
+/// `data_partition` is the data partition's number in the partition table.
+pub fn inspect(agent: &mut Agent, data_partition: u8, deadline: Instant) -> Result<GuestReport> {
+    let mut run = |program: &str, args: &[&str]| -> Result<ExecOutput> {
+        agent
+            .exec(program, args, deadline)
+            .with_context(|| format!("{program} {}", args.join(" ")))
+    };
+    let successful = |output: ExecOutput, what: &str| -> Result<String> {
+        ensure!(output.succeeded(), "{what}: {}", output.failure());
+        Ok(output.stdout_text())
+    };
+
+    // Waits for the boot to finish; exits non-zero unless "running", which is an answer too.
+    let system_state = run(SYSTEMCTL, &["is-system-running", "--wait"])?
+        .stdout_text()
+        .trim()
+        .to_owned();
+    let failed = successful(
+        run(SYSTEMCTL, &["--failed", "--no-legend", "--plain"])?,
+        "systemctl --failed",
+    )?;
+    let failed_units = failed
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    let mounts = parse_mounts(
+        successful(
+            run(
+                FINDMNT,
+                &[
+                    "--list",
+                    "--json",
+                    "--bytes",
+                    "--output",
+                    "TARGET,SOURCE,FSTYPE,OPTIONS,SIZE",
+                ],
+            )?,
+            "findmnt",
+        )?
+        .as_bytes(),
+    )?;
+    let root = mounts
+        .iter()
+        .find(|mount| mount.target == "/")
+        .cloned()
+        .ok_or_else(|| anyhow!("findmnt lists no root filesystem"))?;
+    let cmdline = successful(run(CAT, &["/proc/cmdline"])?, "cat /proc/cmdline")?
+        .trim()
+        .to_owned();
+
+    let (disk, partition) = sibling_partition(&root.source, data_partition)?;
+    let sizes = successful(
+        run(
+            CAT,
+            &[
+                &format!("/sys/class/block/{partition}/start"),
+                &format!("/sys/class/block/{partition}/size"),
+                &format!("/sys/class/block/{disk}/size"),
+            ],
+        )?,
+        "reading partition sizes from sysfs",
+    )?;
+    let [start_sector, sectors, disk_sectors] = parse_sector_counts(&sizes)?;
+    let partition_source = format!("/dev/{partition}");
+    let filesystem_bytes = mounts
+        .iter()
+        .find(|mount| mount.source == partition_source)
+        .map(|mount| mount.size_bytes);
+    Ok(GuestReport {
+        system_state,
+        failed_units,
+        root,
+        cmdline,
+        data: DataPartition {
+            start_sector,
+            sectors,
+            disk_sectors,
+            filesystem_bytes,
+        },
+    })
+}
+
+/// Three sysfs sector counts, one per line.
+fn parse_sector_counts(text: &str) -> Result<[u64; 3]> {
+    let numbers: Vec<u64> = text
+        .split_whitespace()
+        .map(|word| {
+            word.parse()
+                .with_context(|| format!("{word:?} is not a sector count"))
+        })
+        .collect::<Result<_>>()?;
+    match numbers.as_slice() {
+        &[first, second, third] => Ok([first, second, third]),
+        _ => bail!("expected three sector counts, got {text:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn power_only() -> Vec<&'static Service> {
+        included_services(&["pew-powerd".to_owned()]).unwrap()
+    }
+
+    #[test]
+    fn recipe_units_map_to_bus_services() {
+        assert_eq!(power_only()[0].short_name, "power");
+        assert!(included_services(&["pew-frobd".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn ready_means_running_in_pewctl_status() {
+        // pewctl's shape: one object per service, "running" plus the properties when running.
+        let starting = br#"{"power": {"running": false}, "sensors": {"running": false}}"#;
+        assert_eq!(
+            unready_services(starting, &power_only()).unwrap(),
+            ["power"]
+        );
+        let ready =
+            br#"{"power": {"running": true, "State": "charging"}, "sensors": {"running": false}}"#;
+        assert!(unready_services(ready, &power_only()).unwrap().is_empty());
+        // A service the report does not mention at all is not ready either.
+        assert_eq!(unready_services(b"{}", &power_only()).unwrap(), ["power"]);
+        assert!(unready_services(b"Error: no bus", &power_only()).is_err());
+        assert!(unready_services(b"[]", &power_only()).is_err());
+    }
+
+    #[test]
+    fn reads_findmnt_json_of_a_read_only_erofs_root() {
+        // Trimmed from util-linux 2.41 on the lab image.
+        let json = br#"{
+           "filesystems": [
+              {"target": "/", "source": "/dev/vda2", "fstype": "erofs", "options": "ro,relatime,user_xattr,acl,cache_strategy=readaround", "size": 236953600},
+              {"target": "/data", "source": "/dev/vda4", "fstype": "ext4", "options": "rw,noatime", "size": 3358466048},
+              {"target": "/var", "source": "/dev/vda4[/var]", "fstype": "ext4", "options": "rw,noatime", "size": "3358466048"}
+           ]
+        }"#;
+        let mounts = parse_mounts(json).unwrap();
+        assert_eq!(mounts.len(), 3);
+        assert_eq!(
+            (mounts[0].fstype.as_str(), mounts[0].is_read_only()),
+            ("erofs", true)
+        );
+        assert!(!mounts[1].is_read_only());
+        assert_eq!(mounts[2].size_bytes, 3_358_466_048);
+        // "rootwait"-like options must not pass for "ro".
+        let rootwait = Mount {
+            options: "rw,rootwait,errors=ro".into(),
+            ..mounts[0].clone()
+        };
+        assert!(!rootwait.is_read_only());
+        assert!(parse_mounts(br#"{"filesystems": [{"target": "/"}]}"#).is_err());
+    }
+
+    #[test]
+    fn reads_the_slot_and_the_simulation_flag_from_the_command_line() {
+        let cmdline = "pew.slot=B root=PARTUUID=70657701-03 rootfstype=erofs ro console=ttyAMA0,115200 pew.simulate";
+        assert_eq!(cmdline_slot(cmdline), Some(Slot::B));
+        assert!(cmdline_has_flag(cmdline, SIMULATE_FLAG));
+        assert_eq!(cmdline_value(cmdline, "root"), Some("PARTUUID=70657701-03"));
+        assert!(!cmdline_has_flag("pew.simulate=0", SIMULATE_FLAG));
+        assert_eq!(cmdline_slot("root=/dev/vda2 ro"), None);
+        assert_eq!(cmdline_slot("pew.slot=C"), None);
+        assert_eq!(cmdline_slot("pew.slot=A pew.slot=B"), Some(Slot::B));
+    }
+
+    #[test]
+    fn finds_the_data_partition_next_to_the_root() {
+        assert_eq!(
+            sibling_partition("/dev/vda2", 4).unwrap(),
+            ("vda".into(), "vda4".into())
+        );
+        assert_eq!(
+            sibling_partition("/dev/mmcblk0p3", 4).unwrap(),
+            ("mmcblk0".into(), "mmcblk0p4".into())
+        );
+        assert!(sibling_partition("/dev/vda", 4).is_err());
+        assert!(sibling_partition("overlay", 4).is_err());
+    }
+
+    #[test]
+    fn sector_counts_come_as_three_numbers() {
+        assert_eq!(
+            parse_sector_counts("5251072\n3137536\n8388608\n").unwrap(),
+            [5_251_072, 3_137_536, 8_388_608]
+        );
+        assert!(parse_sector_counts("5251072\n3137536\n").is_err());
+        assert!(parse_sector_counts("5251072\nx\n8388608\n").is_err());
+    }
+}
