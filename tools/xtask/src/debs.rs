@@ -84,6 +84,16 @@ pub fn build_packages(out: &Path) -> Result<Vec<PathBuf>> {
     Ok(written.iter().map(|name| out.join(name)).collect())
 }
 
+/// Whether tracked files are as HEAD has them (then HEAD's version names the build exactly).
+pub fn tree_is_clean() -> Result<bool> {
+    let status = process::output(
+        Command::new("git")
+            .args(["status", "--porcelain", "--untracked-files=no"])
+            .current_dir(workspace_root()),
+    )?;
+    Ok(status.is_empty())
+}
+
 fn head(root: &Path) -> Result<Head> {
     let text = process::output(
         Command::new("git")
@@ -96,12 +106,7 @@ fn head(root: &Path) -> Result<Head> {
             .env("TZ", "UTC")
             .current_dir(root),
     )?;
-    let status = process::output(
-        Command::new("git")
-            .args(["status", "--porcelain", "--untracked-files=no"])
-            .current_dir(root),
-    )?;
-    if !status.is_empty() {
+    if !tree_is_clean()? {
         println!("warning: uncommitted changes are packaged under HEAD's version");
     }
     let mut lines = text.lines();

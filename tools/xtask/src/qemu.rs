@@ -17,6 +17,7 @@ mod console;
 mod guest;
 pub mod machine;
 mod mbr;
+mod update;
 mod verdict;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use pew_bus::Service;
+use pew_image::bootscript::PayloadLocation;
 use pew_image::bootstate::{Attempts, ENV_FILE_NAME, Slot};
 use pew_image::layout::{PartitionRole, SECTOR_BYTES};
 use pew_image::recipe::Recipe;
@@ -84,11 +86,16 @@ pub fn run(args: QemuArgs) -> Result<()> {
 struct Setup {
     /// How the image's partition table differs from the recipe's layout.
     layout_differences: Vec<String>,
+    /// The image booted, beside which the build left its OTA payload.
+    image: PathBuf,
+    table: PartitionTable,
     boot_partition: MbrPartition,
     /// As the image ships it, before first boot grows it.
     data_partition: MbrPartition,
     services: Vec<&'static Service>,
     attempts: Attempts,
+    /// Where the boot script loads each slot's kernel from.
+    payload: PayloadLocation,
     u_boot: PathBuf,
     tools: ToolsTree,
     run_dir: tempfile::TempDir,
@@ -148,10 +155,13 @@ impl Setup {
         );
         Ok(Self {
             layout_differences,
+            image,
+            table,
             boot_partition,
             data_partition,
             services,
             attempts: recipe.recipe.boot.attempts,
+            payload: recipe.recipe.boot.payload,
             u_boot,
             tools,
             run_dir,
@@ -159,6 +169,22 @@ impl Setup {
             card_sectors: card_bytes / SECTOR_BYTES,
             timeout: Duration::from_secs(args.timeout),
         })
+    }
+
+    /// Installs the build's OTA payload into `slot` of the card, as pew-updated does before
+    /// it activates a slot.
+    fn install_update(&self, slot: Slot, fat: &BootFat) -> Result<()> {
+        let ota = update::OtaPayload::beside(&self.image)?;
+        let partition = self.table.partition(slot.partition().number())?;
+        ota.install(
+            slot,
+            &self.run_disk,
+            partition,
+            self.payload,
+            fat,
+            &self.tools,
+        )
+        .with_context(|| format!("cannot install {} into slot {slot}", ota.system.display()))
     }
 
     fn run_dir(&self) -> &Path {

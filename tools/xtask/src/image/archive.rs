@@ -44,7 +44,7 @@ impl AptTree {
         fs::write(
             dir.join("etc/apt/sources.list"),
             format!(
-                "deb [arch={architecture}] {} {} {}\n",
+                "deb [arch={architecture} signed-by={ARCHIVE_KEYRING}] {} {} {}\n",
                 debian.mirror,
                 debian.suite,
                 debian.components.join(" ")
@@ -55,7 +55,6 @@ impl AptTree {
             format!(
                 "Dir \"{dir}/\";\n\
                  Dir::State::status \"{status}\";\n\
-                 Dir::Etc::Trusted \"{ARCHIVE_KEYRING}\";\n\
                  Dir::Etc::TrustedParts \"{dir}/etc/apt/trusted.gpg.d/\";\n\
                  APT::Architecture \"{architecture}\";\n\
                  APT::Architectures {{ \"{architecture}\"; }};\n\

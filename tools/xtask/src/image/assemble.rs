@@ -32,7 +32,6 @@ pub struct Filesystems {
     pub data: PathBuf,
     /// One slot's boot payload directory (kernel, initramfs, DTBs), as on the boot partition.
     pub slot_payload: PathBuf,
-    pub kernel_release: String,
 }
 
 impl Assembly<'_> {
@@ -92,7 +91,7 @@ impl Assembly<'_> {
     /// Splits the installed tree: kernel, initramfs and DTBs to slot A's directory on the boot
     /// partition (U-Boot cannot read EROFS), the Pi firmware and U-Boot to its root, and
     /// /var to the data partition's seed (the node bind-mounts /data/var on /var).
-    pub fn split(&self) -> Result<String> {
+    pub fn split(&self) -> Result<()> {
         let root = self.root();
         configure_read_only_root(&root)?;
         let boot = self.boot_tree();
@@ -174,11 +173,11 @@ impl Assembly<'_> {
         fs::rename(root.join("var"), data.join("var"))?;
         fs::create_dir(root.join("var"))?;
         fs::create_dir_all(root.join("data"))?;
-        Ok(kernel_release)
+        Ok(())
     }
 
     /// Makes the three filesystems from the trees, every timestamp clamped.
-    pub fn make_filesystems(&self, kernel_release: String) -> Result<Filesystems> {
+    pub fn make_filesystems(&self) -> Result<Filesystems> {
         let epoch = self.source_date_epoch.to_string();
         for tree in [self.root(), self.boot_tree(), self.data_tree()] {
             process::run(Command::new("find").arg(&tree).args([
@@ -286,7 +285,6 @@ impl Assembly<'_> {
             boot,
             data,
             slot_payload,
-            kernel_release,
         })
     }
 

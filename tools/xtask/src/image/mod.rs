@@ -84,23 +84,70 @@ const HOST_TOOLS: [(&str, &str); 6] = [
 ];
 
 pub fn run(args: ImageArgs) -> Result<()> {
-    let recipe_path = workspace_root().join("image/pew.toml");
-    let recipe = Recipe::load(&recipe_path)?;
-    prepare_host(&recipe)?;
-    let cache = cache_dir();
-    fs::create_dir_all(&cache)?;
-    let lock_file = archive::lock_path(&recipe_path);
-    let lock = if args.update_lock {
-        archive::update_lock(&cache, &recipe.recipe, &lock_file)?
-    } else {
-        archive::read_lock(&lock_file)?
-    };
+    let inputs = Inputs::load(args.update_lock)?;
     if args.check_reproducible {
-        return check_reproducible(&recipe, &lock, &cache);
+        return check_reproducible(&inputs);
     }
-    let report = build(&recipe, &lock, &cache, &output_dir())?;
-    report.print();
+    inputs.build()?.print();
     Ok(())
+}
+
+/// The image for HEAD: the one in the output directory when it was built from this commit
+/// with a clean tree, otherwise a fresh (cached, so incremental) build.
+pub fn ensure_built() -> Result<PathBuf> {
+    let (_, version) = debs::head_version()?;
+    let image = output_dir().join(format!("pew-{version}-rpi-arm64.img"));
+    if image.exists() && output_dir().join("SHA256SUMS").exists() && debs::tree_is_clean()? {
+        println!("image: {} is up to date", image.display());
+        return Ok(image);
+    }
+    Inputs::load(false)?.build()?.print();
+    built_image()
+}
+
+/// A recipe and its lock, on a host prepared to build from them.
+pub struct Inputs {
+    recipe: CheckedRecipe,
+    lock: PackageLock,
+}
+
+impl Inputs {
+    /// Loads the recipe and the lock (re-resolved first with `update_lock`), after making
+    /// sure the host can build.
+    pub fn load(update_lock: bool) -> Result<Self> {
+        let recipe_path = workspace_root().join("image/pew.toml");
+        let recipe = Recipe::load(&recipe_path)?;
+        prepare_host(&recipe)?;
+        let cache = cache_dir();
+        fs::create_dir_all(&cache)?;
+        let lock_file = archive::lock_path(&recipe_path);
+        let lock = if update_lock {
+            archive::update_lock(&cache, &recipe.recipe, &lock_file)?
+        } else {
+            archive::read_lock(&lock_file)?
+        };
+        Ok(Self { recipe, lock })
+    }
+
+    /// One build into the output directory with the shared cache.
+    pub fn build(&self) -> Result<BuildReport> {
+        build(&self.recipe, &self.lock, &cache_dir(), &output_dir())
+    }
+
+    /// Drops the cached root filesystems (not the .deb cache, the build's input), so the
+    /// next build is cold.
+    pub fn forget_cached_trees(&self) -> Result<()> {
+        for entry in fs::read_dir(cache_dir())? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            if name.starts_with("base-") {
+                fs::remove_file(&path)?;
+            } else if name.starts_with("tools-") {
+                fs::remove_dir_all(&path)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn prepare_host(recipe: &CheckedRecipe) -> Result<()> {
@@ -130,7 +177,7 @@ fn prepare_host(recipe: &CheckedRecipe) -> Result<()> {
 }
 
 /// What a build produced and how long it took.
-struct BuildReport {
+pub struct BuildReport {
     output: PathBuf,
     steps: Vec<(&'static str, f64)>,
     artifacts: Vec<(String, u64)>,
@@ -138,7 +185,25 @@ struct BuildReport {
 }
 
 impl BuildReport {
-    fn print(&self) {
+    /// Wall-clock seconds of the whole build.
+    pub fn total_seconds(&self) -> f64 {
+        self.steps.iter().map(|(_, seconds)| seconds).sum()
+    }
+
+    /// The root filesystem of one slot (EROFS), bytes.
+    pub fn system_bytes(&self) -> u64 {
+        self.system_bytes
+    }
+
+    /// The compressed image users download, bytes.
+    pub fn compressed_image_bytes(&self) -> u64 {
+        self.artifacts
+            .iter()
+            .find(|(name, _)| name.ends_with(".img.zst"))
+            .map_or(0, |(_, bytes)| *bytes)
+    }
+
+    pub fn print(&self) {
         println!("\nimage build: {}", self.output.display());
         for (step, seconds) in &self.steps {
             println!("  {step:<28} {seconds:>7.1} s");
@@ -237,8 +302,8 @@ fn build(
     };
     assembly.install(&base, &pew_debs)?;
     watch.lap("install pew");
-    let kernel_release = assembly.split()?;
-    let filesystems = assembly.make_filesystems(kernel_release)?;
+    assembly.split()?;
+    let filesystems = assembly.make_filesystems()?;
     watch.lap("filesystems");
 
     if output.exists() {
@@ -388,8 +453,9 @@ fn sbom_document(
 
 /// Two complete builds, each with its own tools tree and base root filesystem (only the
 /// verified .deb cache is shared: it is the input), then every artifact compared.
-fn check_reproducible(recipe: &CheckedRecipe, lock: &PackageLock, cache: &Path) -> Result<()> {
-    let debs_dir = archive::fill_cache(cache, &recipe.recipe, lock)?;
+fn check_reproducible(inputs: &Inputs) -> Result<()> {
+    let (recipe, lock) = (&inputs.recipe, &inputs.lock);
+    let debs_dir = archive::fill_cache(&cache_dir(), &recipe.recipe, lock)?;
     let root = workspace_root().join("out/reproducibility");
     if root.exists() {
         fs::remove_dir_all(&root)?;

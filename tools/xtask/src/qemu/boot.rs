@@ -12,8 +12,8 @@ use pew_bus::Service;
 use pew_image::bootstate::Slot;
 
 use super::agent::Agent;
-use super::console::ConsoleLog;
-use super::guest::{self, GuestReport};
+use super::console::{self, ConsoleLog};
+use super::guest::{self, GuestReport, Readiness};
 use super::machine::{Machine, MachineSpec};
 
 /// U-Boot and the script print the slot line ~4 s after power-on; a firmware stuck at its
@@ -26,6 +26,12 @@ const CONSOLE_POLL: Duration = Duration::from_millis(100);
 /// How often the agent is tried and the services are asked, each try being a round trip into
 /// an emulated guest.
 const GUEST_POLL: Duration = Duration::from_secs(1);
+/// How long QEMU gets to finish exiting when an attempt failed as if it had.
+const EXIT_GRACE: Duration = Duration::from_secs(3);
+/// How much of the console an error message quotes.
+const CONSOLE_TAIL_LINES: usize = 15;
+/// How long one readiness poll or diagnosis may take in the guest.
+const POLL_TIMEOUT: Duration = Duration::from_secs(60);
 /// From `guest-shutdown` to QEMU exiting: systemd stops every unit first.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -61,8 +67,14 @@ pub struct ReadyNode {
 
 /// Boots and waits until every service in `settings.services` is ready.
 pub fn boot_to_ready(settings: &BootSettings<'_>) -> Result<ReadyNode> {
-    let console_path = settings.spec.console_log.clone();
-    boot(settings).with_context(|| format!("console log: {}", console_path.display()))
+    let console_path = &settings.spec.console_log;
+    boot(settings).with_context(|| {
+        format!(
+            "console log: {}, ending with:\n{}",
+            console_path.display(),
+            console::tail(console_path, CONSOLE_TAIL_LINES)
+        )
+    })
 }
 
 fn boot(settings: &BootSettings<'_>) -> Result<ReadyNode> {
@@ -125,7 +137,7 @@ fn boot(settings: &BootSettings<'_>) -> Result<ReadyNode> {
 
     let mut last_answer = String::from("no answer yet");
     let mut resync = false;
-    wait_until(
+    let waited = wait_until(
         &mut machine,
         deadline,
         GUEST_POLL,
@@ -135,11 +147,17 @@ fn boot(settings: &BootSettings<'_>) -> Result<ReadyNode> {
             if resync && !agent.sync(SYNC_WAIT)? {
                 return Ok(None);
             }
-            match guest::poll_readiness(&mut agent, settings.services, deadline) {
-                Ok(unready) if unready.is_empty() => Ok(Some(())),
-                Ok(unready) => {
+            // A command hung in the guest must not use up the whole boot's time.
+            let poll_deadline = deadline.min(Instant::now() + POLL_TIMEOUT);
+            match guest::poll_readiness(&mut agent, settings.services, poll_deadline) {
+                Ok(Readiness::Ready) => Ok(Some(None)),
+                Ok(Readiness::Stuck {
+                    system_state,
+                    unready,
+                }) => Ok(Some(Some((system_state, unready)))),
+                Ok(Readiness::Waiting(answer)) => {
                     resync = false;
-                    last_answer = format!("not ready: {}", unready.join(", "));
+                    last_answer = answer;
                     Ok(None)
                 }
                 Err(error) => {
@@ -149,8 +167,21 @@ fn boot(settings: &BootSettings<'_>) -> Result<ReadyNode> {
                 }
             }
         },
-    )
-    .with_context(|| format!("last status: {last_answer}"))?;
+    );
+    match waited {
+        Ok(None) => {}
+        Ok(Some((system_state, unready))) => bail!(
+            "systemd finished starting the system ({system_state}) without {}; {}",
+            unready.join(", "),
+            failed_units(&mut agent)
+        ),
+        Err(error) => {
+            return Err(error.context(format!(
+                "last status: {last_answer}; {}",
+                failed_units(&mut agent)
+            )));
+        }
+    }
     let ready = started.elapsed();
     let names: Vec<&str> = settings
         .services
@@ -176,6 +207,20 @@ fn boot(settings: &BootSettings<'_>) -> Result<ReadyNode> {
         },
         report,
     })
+}
+
+/// The node's failed units, for an error message; never fails itself.
+fn failed_units(agent: &mut Agent) -> String {
+    let deadline = Instant::now() + POLL_TIMEOUT;
+    let listing = agent.sync(SYNC_WAIT).and_then(|synced| {
+        ensure!(synced, "the guest agent no longer answers");
+        guest::failed_units(agent, deadline)
+    });
+    match listing {
+        Ok(units) if units.is_empty() => "no failed units".to_owned(),
+        Ok(units) => format!("failed units: {}", units.join(", ")),
+        Err(error) => format!("failed units unknown: {error:#}"),
+    }
 }
 
 impl ReadyNode {
@@ -205,8 +250,11 @@ fn wait_until<T>(
 ) -> Result<T> {
     loop {
         let attempted = attempt();
-        // QEMU having exited explains a failed attempt (a closed agent socket) better than
-        // the attempt's own error does.
+        if attempted.is_err() {
+            // QEMU going away (a reset ends it) explains a failed attempt, such as a closed
+            // agent socket, better than the attempt's own error; give it a moment to finish.
+            let _ = machine.wait_exit(Instant::now() + EXIT_GRACE);
+        }
         machine
             .ensure_running()
             .with_context(|| format!("while waiting for {what}"))?;

@@ -49,6 +49,13 @@ impl BootFat {
             .map(drop)
     }
 
+    /// Copies the host directory `source` with everything in it to the root of the FAT, under
+    /// its own name, replacing files already there.
+    pub fn copy_directory_in(&self, source: &Path) -> Result<()> {
+        let source = source.to_str().context("host path is not UTF-8")?;
+        self.run("mcopy", &["-s", "-o", source, "::/"]).map(drop)
+    }
+
     pub fn make_directory(&self, directory: &str) -> Result<()> {
         self.run("mmd", &[&format!("::{directory}")]).map(drop)
     }

@@ -1,7 +1,7 @@
 //! `cargo xtask qemu --check`: the A/B evidence on the real image. Boot 1 runs the card as
-//! flashed (slot A); the host then activates slot B in the state file, as pew-updated does after
-//! writing an update, and boot 2 must come up on B; activating A again, boot 3 must come up on
-//! A. Every boot must reach ready, and the state file U-Boot leaves must be what
+//! flashed (slot A); the host then installs the build's OTA payload into slot B and activates
+//! it in the state file, as pew-updated will, and boot 2 must come up on B; activating A again,
+//! boot 3 must come up on A. Every boot must reach ready, and the state file U-Boot leaves must be what
 //! [`BootState::select`] predicts.
 
 use std::fmt::Write as _;
@@ -16,10 +16,11 @@ use super::machine::ConsoleMode;
 use super::verdict;
 
 /// One boot of the sequence: which slot the host activates first (None: the card as flashed),
-/// and which slot must then come up.
+/// whether it installs the update into that slot before, and which slot must then come up.
 struct Step {
     label: &'static str,
     activate: Option<Slot>,
+    install: bool,
     slot: Slot,
 }
 
@@ -27,16 +28,20 @@ const STEPS: [Step; 3] = [
     Step {
         label: "1",
         activate: None,
+        install: false,
         slot: Slot::A,
     },
     Step {
         label: "2",
         activate: Some(Slot::B),
+        // The image ships slot B empty.
+        install: true,
         slot: Slot::B,
     },
     Step {
         label: "3",
         activate: Some(Slot::A),
+        install: false,
         slot: Slot::A,
     },
 ];
@@ -73,6 +78,13 @@ pub fn run(setup: &Setup) -> Result<()> {
         let before = match step.activate {
             None => read.state,
             Some(slot) => {
+                if step.install {
+                    setup.install_update(slot, &fat)?;
+                    boot::progress(
+                        step.label,
+                        &format!("host installed the update into slot {slot}"),
+                    );
+                }
                 let activated = read.state.activate(slot, setup.attempts);
                 fat.write_state(&activated, setup.run_dir())?;
                 boot::progress(

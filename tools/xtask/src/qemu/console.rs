@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use pew_image::bootscript;
@@ -50,6 +50,45 @@ impl ConsoleLog {
     }
 }
 
+/// The last `count` non-blank lines of the console log at `path`, without terminal control
+/// sequences, for error messages; empty if it cannot be read.
+pub fn tail(path: &Path, count: usize) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    last_lines(&String::from_utf8_lossy(&bytes), count)
+}
+
+fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<String> = text
+        .split(['\n', '\r'])
+        .map(strip_control_sequences)
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
+}
+
+/// Drops `ESC [ … final-byte` sequences (systemd's colours, cursor moves) and other control
+/// characters.
+fn strip_control_sequences(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.clone().next() == Some('[') {
+                chars.next();
+                // Parameters and intermediates run up to the final byte, '@' to '~'.
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else if !c.is_control() {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +110,17 @@ mod tests {
         log.write_all(b"ot B\r\n").unwrap();
         console.refresh().unwrap();
         assert_eq!(console.booted_slot(), Some(Slot::B));
+    }
+
+    #[test]
+    fn the_tail_is_plain_text() {
+        // systemd's status lines as they reach the serial console.
+        let text = "Starting kernel ...\r\n\r\n\u{1b}[0;1;31mFAILED\u{1b}[0m] Failed to start \u{1b}[0;1;39mdata.mount\u{1b}[0m.\r\n\u{1b}[K[  OK  ] Reached target\r\n";
+        assert_eq!(
+            last_lines(text, 2),
+            "FAILED] Failed to start data.mount.\n[  OK  ] Reached target"
+        );
+        assert_eq!(last_lines(text, 10).lines().count(), 3);
+        assert_eq!(last_lines("", 5), "");
     }
 }

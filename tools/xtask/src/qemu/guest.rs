@@ -7,7 +7,7 @@ use pew_bus::Service;
 use pew_image::bootstate::Slot;
 use serde_json::Value;
 
-use super::agent::{Agent, ExecOutput};
+use super::agent::Agent;
 
 /// Absolute paths: qemu-ga runs programs without a shell. trixie is merged-/usr.
 const PEWCTL: &str = "/usr/bin/pewctl";
@@ -53,20 +53,80 @@ pub fn unready_services(status: &[u8], required: &[&'static Service]) -> Result<
         .collect())
 }
 
-/// Asks `pewctl --json status` which of `required` are not ready; Err while pewctl cannot
-/// answer at all (the bus is not up yet, say).
+/// Where a boot stands with respect to the services it must start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not yet; the text says what is missing.
+    Waiting(String),
+    /// systemd has finished starting the system and these services are still not ready:
+    /// nothing will start them any more.
+    Stuck {
+        system_state: String,
+        unready: Vec<&'static str>,
+    },
+}
+
+/// `systemctl is-system-running` states after which systemd queues no more start jobs.
+fn startup_finished(system_state: &str) -> bool {
+    matches!(system_state, "running" | "degraded" | "maintenance")
+}
+
+/// Judges one poll. `system_state` must have been read before the status report: a service
+/// that became ready in between then counts as ready, never as stuck.
+pub fn judge_readiness(system_state: &str, unready: Vec<&'static str>) -> Readiness {
+    if unready.is_empty() {
+        Readiness::Ready
+    } else if startup_finished(system_state) {
+        Readiness::Stuck {
+            system_state: system_state.to_owned(),
+            unready,
+        }
+    } else {
+        Readiness::Waiting(format!(
+            "system {system_state}, not ready: {}",
+            unready.join(", ")
+        ))
+    }
+}
+
+/// Asks systemd where the boot stands, then `pewctl --json status` which of `required` are
+/// ready. Err while either cannot answer (the bus is not up yet, say) or takes past `deadline`.
 pub fn poll_readiness(
     agent: &mut Agent,
     required: &[&'static Service],
     deadline: Instant,
-) -> Result<Vec<&'static str>> {
-    let output = agent.exec(PEWCTL, &["--json", "status"], deadline)?;
-    ensure!(
-        output.succeeded(),
-        "pewctl --json status: {}",
-        output.failure()
-    );
-    unready_services(&output.stdout, required)
+) -> Result<Readiness> {
+    let system_state = system_state(agent, deadline)?;
+    let status = checked_output(agent, PEWCTL, &["--json", "status"], deadline)?;
+    Ok(judge_readiness(
+        &system_state,
+        unready_services(status.as_bytes(), required)?,
+    ))
+}
+
+/// `systemctl is-system-running`, which answers at once (it exits non-zero unless "running").
+pub fn system_state(agent: &mut Agent, deadline: Instant) -> Result<String> {
+    Ok(agent
+        .exec(SYSTEMCTL, &["is-system-running"], deadline)?
+        .stdout_text()
+        .trim()
+        .to_owned())
+}
+
+/// The units systemd lists as failed.
+pub fn failed_units(agent: &mut Agent, deadline: Instant) -> Result<Vec<String>> {
+    let listing = checked_output(
+        agent,
+        SYSTEMCTL,
+        &["--failed", "--no-legend", "--plain"],
+        deadline,
+    )?;
+    Ok(listing
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect())
 }
 
 /// One line of `findmnt --list --json --bytes`.
@@ -192,43 +252,25 @@ impl GuestReport {
 /// Asks the node for its state, boot outcome, root mount and data partition.
 /// `data_partition` is the data partition's number in the partition table.
 pub fn inspect(agent: &mut Agent, data_partition: u8, deadline: Instant) -> Result<GuestReport> {
-    let mut run = |program: &str, args: &[&str]| -> Result<ExecOutput> {
-        agent
-            .exec(program, args, deadline)
-            .with_context(|| format!("{program} {}", args.join(" ")))
-    };
-    let successful = |output: ExecOutput, what: &str| -> Result<String> {
-        ensure!(output.succeeded(), "{what}: {}", output.failure());
-        Ok(output.stdout_text())
-    };
-
     // Waits for the boot to finish; exits non-zero unless "running", which is an answer too.
-    let system_state = run(SYSTEMCTL, &["is-system-running", "--wait"])?
+    let system_state = agent
+        .exec(SYSTEMCTL, &["is-system-running", "--wait"], deadline)?
         .stdout_text()
         .trim()
         .to_owned();
-    let failed = successful(
-        run(SYSTEMCTL, &["--failed", "--no-legend", "--plain"])?,
-        "systemctl --failed",
-    )?;
-    let failed_units = failed
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .map(str::to_owned)
-        .collect();
+    let failed_units = failed_units(agent, deadline)?;
     let mounts = parse_mounts(
-        successful(
-            run(
-                FINDMNT,
-                &[
-                    "--list",
-                    "--json",
-                    "--bytes",
-                    "--output",
-                    "TARGET,SOURCE,FSTYPE,OPTIONS,SIZE",
-                ],
-            )?,
-            "findmnt",
+        checked_output(
+            agent,
+            FINDMNT,
+            &[
+                "--list",
+                "--json",
+                "--bytes",
+                "--output",
+                "TARGET,SOURCE,FSTYPE,OPTIONS,SIZE",
+            ],
+            deadline,
         )?
         .as_bytes(),
     )?;
@@ -237,21 +279,20 @@ pub fn inspect(agent: &mut Agent, data_partition: u8, deadline: Instant) -> Resu
         .find(|mount| mount.target == "/")
         .cloned()
         .ok_or_else(|| anyhow!("findmnt lists no root filesystem"))?;
-    let cmdline = successful(run(CAT, &["/proc/cmdline"])?, "cat /proc/cmdline")?
+    let cmdline = checked_output(agent, CAT, &["/proc/cmdline"], deadline)?
         .trim()
         .to_owned();
 
     let (disk, partition) = sibling_partition(&root.source, data_partition)?;
-    let sizes = successful(
-        run(
-            CAT,
-            &[
-                &format!("/sys/class/block/{partition}/start"),
-                &format!("/sys/class/block/{partition}/size"),
-                &format!("/sys/class/block/{disk}/size"),
-            ],
-        )?,
-        "reading partition sizes from sysfs",
+    let sizes = checked_output(
+        agent,
+        CAT,
+        &[
+            &format!("/sys/class/block/{partition}/start"),
+            &format!("/sys/class/block/{partition}/size"),
+            &format!("/sys/class/block/{disk}/size"),
+        ],
+        deadline,
     )?;
     let [start_sector, sectors, disk_sectors] = parse_sector_counts(&sizes)?;
     let partition_source = format!("/dev/{partition}");
@@ -271,6 +312,23 @@ pub fn inspect(agent: &mut Agent, data_partition: u8, deadline: Instant) -> Resu
             filesystem_bytes,
         },
     })
+}
+
+/// Runs a command that must succeed and returns what it printed.
+fn checked_output(
+    agent: &mut Agent,
+    program: &str,
+    args: &[&str],
+    deadline: Instant,
+) -> Result<String> {
+    let output = agent.exec(program, args, deadline)?;
+    ensure!(
+        output.succeeded(),
+        "{program} {}: {}",
+        args.join(" "),
+        output.failure()
+    );
+    Ok(output.stdout_text())
 }
 
 /// Three sysfs sector counts, one per line.
@@ -317,6 +375,31 @@ mod tests {
         assert_eq!(unready_services(b"{}", &power_only()).unwrap(), ["power"]);
         assert!(unready_services(b"Error: no bus", &power_only()).is_err());
         assert!(unready_services(b"[]", &power_only()).is_err());
+    }
+
+    #[test]
+    fn unready_services_are_stuck_only_once_systemd_has_finished_starting() {
+        assert_eq!(judge_readiness("degraded", vec![]), Readiness::Ready);
+        assert_eq!(
+            judge_readiness("starting", vec!["power"]),
+            Readiness::Waiting("system starting, not ready: power".into())
+        );
+        for finished in ["running", "degraded", "maintenance"] {
+            assert_eq!(
+                judge_readiness(finished, vec!["power"]),
+                Readiness::Stuck {
+                    system_state: finished.into(),
+                    unready: vec!["power"]
+                }
+            );
+        }
+        // Before systemd runs its jobs, and while shutting down, waiting is still right.
+        for unfinished in ["initializing", "stopping", "offline", "unknown"] {
+            assert!(matches!(
+                judge_readiness(unfinished, vec!["power"]),
+                Readiness::Waiting(_)
+            ));
+        }
     }
 
     #[test]
