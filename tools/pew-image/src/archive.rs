@@ -21,6 +21,8 @@ pub struct IndexEntry {
     pub sha256: String,
     pub essential: bool,
     pub priority: String,
+    /// The whole stanza, for writing a dpkg status that claims the package installed.
+    pub stanza: String,
 }
 
 /// What is wrong with an index or with apt's answer.
@@ -40,12 +42,15 @@ pub enum ArchiveError {
     },
 }
 
-/// mmdebstrap's starting sets.
+/// mmdebstrap's variants, which install in two stages: first the `Essential: yes` set into an
+/// empty root, then, with those installed, the variant's other packages and the `--include`s.
+/// apt resolves alternatives (`a | b`) differently when the first stage is already installed,
+/// so the lock is resolved in the same two stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
-    /// `Essential: yes` packages only (the tools tree).
+    /// `Essential: yes` packages, then the includes (the tools tree).
     Essential,
-    /// Essential, `Priority: required` and apt (the image).
+    /// Essential, then `Priority: required` and the includes (the image).
     Minbase,
 }
 
@@ -84,27 +89,48 @@ pub fn parse_packages_index(text: &str) -> Result<Vec<IndexEntry>, ArchiveError>
                 .copied()
                 .unwrap_or("optional")
                 .to_owned(),
+            stanza: stanza.trim_matches('\n').to_owned(),
         });
     }
     Ok(entries)
 }
 
-/// The packages a variant installs before the recipe's own, sorted and unique.
-pub fn variant_seeds(index: &[IndexEntry], variant: Variant) -> Vec<String> {
-    let mut seeds: Vec<String> = index
-        .iter()
-        .filter(|entry| match variant {
-            Variant::Essential => entry.essential,
-            Variant::Minbase => entry.essential || entry.priority == "required",
-        })
-        .map(|entry| entry.name.clone())
-        .collect();
-    if variant == Variant::Minbase {
-        seeds.push("apt".to_owned());
+/// What each stage installs by name: `(first stage, second stage before the includes)`.
+pub fn variant_seeds(index: &[IndexEntry], variant: Variant) -> (Vec<String>, Vec<String>) {
+    let names = |keep: &dyn Fn(&IndexEntry) -> bool| -> Vec<String> {
+        let mut names: Vec<String> = index
+            .iter()
+            .filter(|entry| keep(entry))
+            .map(|entry| entry.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let essential = names(&|entry| entry.essential);
+    let second = match variant {
+        Variant::Essential => Vec::new(),
+        Variant::Minbase => names(&|entry| !entry.essential && entry.priority == "required"),
+    };
+    (essential, second)
+}
+
+/// A dpkg status file claiming `installed` (with their index stanzas) installed, so apt
+/// resolves the second stage as it will inside mmdebstrap.
+pub fn installed_status(index: &[IndexEntry], installed: &[LockedPackage]) -> String {
+    let mut status = String::new();
+    for package in installed {
+        let entry = index.iter().find(|entry| {
+            entry.name == package.name
+                && entry.version == package.version
+                && entry.architecture == package.architecture
+        });
+        if let Some(entry) = entry {
+            status += &entry.stanza;
+            status += "\nStatus: install ok installed\n\n";
+        }
     }
-    seeds.sort();
-    seeds.dedup();
-    seeds
+    status
 }
 
 /// One `.deb` apt would download: its URL and the name apt caches it under.
@@ -261,13 +287,34 @@ SHA256: 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
     }
 
     #[test]
-    fn minbase_is_essential_plus_required_plus_apt_and_essential_is_only_essential() {
+    fn both_variants_start_with_the_essential_set_and_minbase_adds_required() {
         let index = parse_packages_index(INDEX).unwrap();
+        let (first, second) = variant_seeds(&index, Variant::Minbase);
+        assert_eq!(first, ["base-files"]);
+        assert_eq!(second, ["bsdutils"]);
         assert_eq!(
-            variant_seeds(&index, Variant::Minbase),
-            ["apt", "base-files", "bsdutils"]
+            variant_seeds(&index, Variant::Essential),
+            (vec!["base-files".to_owned()], vec![])
         );
-        assert_eq!(variant_seeds(&index, Variant::Essential), ["base-files"]);
+    }
+
+    #[test]
+    fn the_first_stage_becomes_a_dpkg_status_with_its_whole_stanzas() {
+        let index = parse_packages_index(INDEX).unwrap();
+        let libc = LockedPackage::new(
+            "libc6",
+            "2.41-12+deb13u4",
+            "arm64",
+            HASH_LIBC,
+            "libc6_2.41-12+deb13u4_arm64.deb",
+        )
+        .unwrap();
+        let status = installed_status(&index, &[libc]);
+        assert!(status.starts_with("Package: libc6\nSource: glibc\n"));
+        assert!(
+            status.contains(" Contains the standard libraries.\nStatus: install ok installed\n\n")
+        );
+        assert_eq!(status.matches("Package:").count(), 1);
     }
 
     #[test]

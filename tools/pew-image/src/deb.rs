@@ -91,6 +91,8 @@ pub const PACKAGES: [Package; 4] = [
             Dependency::Debian("e2fsprogs"),
             // Its sshd_config.d drop-in and host key unit are for openssh-server's sshd.
             Dependency::Debian("openssh-server"),
+            // The container engine whose socket it enables.
+            Dependency::Debian("podman"),
         ],
         summary: "pew node integration for a read-only root",
         description: "Mounts the data partition on /data and its var/ on /var, keeps the\n\
@@ -112,7 +114,9 @@ pub const PACKAGES: [Package; 4] = [
             PackagedFile::Overlay("/etc/ssh/sshd_config.d/pew-host-keys.conf"),
         ],
         // Debian ships networkd inside systemd but disabled; the node needs DHCP out of the box.
-        enables: &["systemd-networkd.service"],
+        // podman's API socket: the engine starts on pew-workerd's first request and exits when
+        // idle (docs/image-notes.md §6).
+        enables: &["systemd-networkd.service", "podman.socket"],
         // Its host keys would go to the read-only /etc/ssh, where sshd no longer looks.
         masks: &["sshd-keygen.service"],
     },
@@ -601,7 +605,7 @@ mod tests {
                  if [ \"$1\" = configure ] && [ -z \"$2\" ]; then\n    \
                  systemctl --root=\"$root\" enable data.mount var.mount \
                  pew-state-fallback.service pew-machine-id.service pew-ssh-host-keys.service \
-                 pew-firstboot.service systemd-networkd.service\n    \
+                 pew-firstboot.service systemd-networkd.service podman.socket\n    \
                  systemctl --root=\"$root\" mask sshd-keygen.service\nfi\n"
             )
         );

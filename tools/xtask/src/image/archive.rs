@@ -102,24 +102,43 @@ impl AptTree {
         Ok(entries)
     }
 
-    /// The full set `variant` plus `packages` installs, with hashes, as apt resolves it.
+    /// The full set `variant` plus `packages` installs, with hashes, resolved in mmdebstrap's
+    /// two stages (see [`Variant`]).
     pub fn resolve(&self, variant: Variant, packages: &[String]) -> Result<Vec<LockedPackage>> {
         let index = self.index()?;
-        let mut wanted = archive::variant_seeds(&index, variant);
-        wanted.extend(packages.iter().cloned());
-        let uris = process::output(
-            self.apt("apt-get")
-                .args(["install", "--print-uris", "-qq", "-y"])
-                .args(&wanted),
-        )?;
-        let downloads = archive::parse_print_uris(&uris)?;
-        let locked = archive::lock_entries(&downloads, &index)?;
+        let (first, variant_second) = archive::variant_seeds(&index, variant);
+        // In mmdebstrap's order: the includes, then the variant's packages.
+        let second: Vec<String> = packages.iter().cloned().chain(variant_second).collect();
+        let status = self.dir.join("status");
+        fs::write(&status, "")?;
+        let mut locked = self.print_uris(&first, &index)?;
+        fs::write(&status, archive::installed_status(&index, &locked))?;
+        let added = self.print_uris(&second, &index);
+        fs::write(&status, "")?;
+        locked.extend(added?);
         println!(
             "{} resolves to {} packages",
             self.architecture,
             locked.len()
         );
         Ok(locked)
+    }
+
+    /// What `apt-get install` would download for `names`, with hashes from the index.
+    fn print_uris(
+        &self,
+        names: &[String],
+        index: &[archive::IndexEntry],
+    ) -> Result<Vec<LockedPackage>> {
+        let uris = process::output(
+            self.apt("apt-get")
+                .args(["install", "--print-uris", "-qq", "-y"])
+                .args(names),
+        )?;
+        Ok(archive::lock_entries(
+            &archive::parse_print_uris(&uris)?,
+            index,
+        )?)
     }
 
     /// Downloads `packages` (of this architecture or `all`) into `cache`.

@@ -139,7 +139,11 @@ impl Inputs {
     pub fn forget_cached_trees(&self) -> Result<()> {
         for entry in fs::read_dir(cache_dir())? {
             let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
             if name.starts_with("base-") {
                 fs::remove_file(&path)?;
             } else if name.starts_with("tools-") {
