@@ -110,6 +110,7 @@ pub const PACKAGES: [Package; 4] = [
             PackagedFile::Overlay("/usr/lib/systemd/journald.conf.d/pew.conf"),
             PackagedFile::Overlay("/usr/lib/tmpfiles.d/pew-os.conf"),
             PackagedFile::Overlay("/usr/lib/systemd/network/80-pew-wired.network"),
+            PackagedFile::Overlay("/usr/lib/systemd/system.conf.d/pew.conf"),
             // sshd reads drop-ins from /etc only, so this one is a conffile.
             PackagedFile::Overlay("/etc/ssh/sshd_config.d/pew-host-keys.conf"),
         ],
@@ -712,7 +713,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(owners.len(), 20);
+        assert_eq!(owners.len(), 21);
     }
 
     #[test]

@@ -16,12 +16,94 @@ pub enum Area {
         #[arg(long, default_value_t = 120)]
         seconds: u64,
     },
+    /// The SD card image: cold and warm build times, sizes, boot to ready in emulation.
+    Image {
+        /// Skip the cold build (it drops the cached root filesystems and takes ~20 minutes).
+        #[arg(long)]
+        no_cold: bool,
+        /// Warm rebuilds after touching one service's source.
+        #[arg(long, default_value_t = 3)]
+        warm_runs: usize,
+        /// Boots of the built image to every service ready.
+        #[arg(long, default_value_t = 3)]
+        boots: usize,
+    },
 }
 
 pub fn run(area: Area) -> Result<()> {
     match area {
         Area::Power { seconds } => power(seconds),
+        Area::Image {
+            no_cold,
+            warm_runs,
+            boots,
+        } => image(!no_cold, warm_runs, boots),
     }
+}
+
+/// The service whose source a warm rebuild touches: the one every image contains.
+const TOUCHED_SOURCE: &str = "services/pew-powerd/src/main.rs";
+
+fn image(cold: bool, warm_runs: usize, boots: usize) -> Result<()> {
+    let inputs = crate::image::Inputs::load(false)?;
+    let mut cold_seconds = None;
+    let mut sizes = None;
+    if cold {
+        inputs.forget_cached_trees()?;
+        let report = inputs.build()?;
+        cold_seconds = Some(report.total_seconds());
+        sizes = Some((report.compressed_image_bytes(), report.system_bytes()));
+    }
+    let mut warm = Vec::new();
+    for _ in 0..warm_runs {
+        let source = process::workspace_root().join(TOUCHED_SOURCE);
+        std::fs::File::options()
+            .append(true)
+            .open(&source)
+            .and_then(|file| file.set_modified(std::time::SystemTime::now()))
+            .with_context(|| format!("cannot touch {}", source.display()))?;
+        let report = inputs.build()?;
+        sizes = Some((report.compressed_image_bytes(), report.system_bytes()));
+        warm.push(report.total_seconds());
+    }
+    let image = crate::image::built_image()?;
+    let mut ready = Vec::new();
+    for run in 0..boots {
+        let milestones = crate::qemu::boot_to_ready_once(&image, &format!("bench {}", run + 1))?;
+        ready.push(milestones.ready.as_secs_f64());
+    }
+
+    println!(
+        "\nimage benchmark ({} warm builds, {} boots)",
+        warm.len(),
+        ready.len()
+    );
+    if let Some(seconds) = cold_seconds {
+        println!("  cold build (no cached trees)  {:>8.0} s", seconds);
+    }
+    if !warm.is_empty() {
+        println!(
+            "  warm rebuild, median          {:>8.0} s  (touching {TOUCHED_SOURCE})",
+            median(&mut warm)
+        );
+    }
+    if let Some((compressed, system)) = sizes {
+        println!(
+            "  compressed image (.img.zst)   {:>8.1} MB",
+            compressed as f64 / 1e6
+        );
+        println!(
+            "  root filesystem (EROFS slot)  {:>8.1} MB",
+            system as f64 / 1e6
+        );
+    }
+    if !ready.is_empty() {
+        println!(
+            "  boot to ready, median         {:>8.0} s  (QEMU TCG, from power-on)",
+            median(&mut ready)
+        );
+    }
+    Ok(())
 }
 
 /// Runs the release pew-powerd as on a node (5 s samples, real-time clock, simulated hardware)

@@ -78,7 +78,8 @@ fn main() -> Result<()> {
     }
 }
 
-/// Unit tests, bus tests on a private dbus-daemon, and doc tests, for the whole workspace.
+/// Unit tests, bus tests on a private dbus-daemon and doc tests for the whole workspace, then
+/// the SD card image built and booted A, B, A under QEMU.
 fn test() -> Result<()> {
     host::ensure_tools()?;
     host::ensure_nextest()?;
@@ -88,7 +89,11 @@ fn test() -> Result<()> {
     process::cargo(&["build", "--workspace", "--bins"])?;
     // Doc tests first: nextest does not run them, and its summary should be the last word.
     process::cargo(&["test", "--workspace", "--doc", "--quiet"])?;
-    process::cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])
+    process::cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])?;
+    // The product itself: the image built (incrementally when its caches are warm) and booted
+    // in emulation from slot A, from slot B after installing the update there, and from A again.
+    let image = image::ensure_built()?;
+    qemu::check(&image)
 }
 
 fn policies() -> Result<()> {

@@ -33,28 +33,35 @@ use pew_image::recipe::Recipe;
 use crate::image::{self, ToolsTree};
 use crate::{host, process};
 use boot::BootSettings;
+pub use boot::Milestones;
 use bootfat::{BootFat, Mtools, describe};
 use machine::{ConsoleMode, MachineSpec};
 use mbr::{MbrPartition, PartitionTable};
 use verdict::Expectation;
+
+/// Under TCG on a loaded two-core host a boot to ready has taken up to ~4 minutes.
+const DEFAULT_TIMEOUT_SECONDS: u64 = 600;
+/// A "4 GB" card, the smallest the image supports, rounded up: room for first boot to grow
+/// the data partition by more than a GiB.
+const DEFAULT_CARD_MIB: u64 = 4096;
 
 /// Debian's u-boot-qemu inside the tools tree.
 const U_BOOT: &str = "usr/lib/u-boot/qemu_arm64/u-boot.bin";
 
 #[derive(clap::Args)]
 pub struct QemuArgs {
-    /// Run the A/B evidence non-interactively (boot A, activate B and boot it, activate A and
-    /// boot it) and fail on any deviation.
+    /// Run the A/B evidence non-interactively (boot A; install the build's update into B,
+    /// activate it and boot; activate A and boot) and fail on any deviation.
     #[arg(long)]
     check: bool,
     /// The raw disk image to boot [default: the one `cargo xtask image` built].
     #[arg(long)]
     image: Option<PathBuf>,
     /// Seconds each boot may take from QEMU's start to every service ready.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT_SECONDS)]
     timeout: u64,
     /// Size of the emulated SD card; first boot grows the data partition to fill it.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = DEFAULT_CARD_MIB)]
     card_mib: u64,
     /// Keep the run directory (card copy, console logs) after a successful run.
     #[arg(long)]
@@ -73,11 +80,41 @@ pub fn run(args: QemuArgs) -> Result<()> {
     } else {
         interactive(&setup)
     };
-    let failed = result.is_err();
-    if failed || args.keep {
-        let kept = setup.run_dir.keep();
-        println!("run directory kept: {}", kept.display());
-    }
+    setup.finish(result.is_err() || args.keep);
+    result
+}
+
+/// Boots `image` once, unattended, on a fresh card of the default size until every service is
+/// ready, powers it off, and returns when each stage was reached (`cargo xtask bench image`).
+/// The A/B evidence sequence (`--check`) on `image`, as `cargo xtask test` runs it.
+pub fn check(image: &Path) -> Result<()> {
+    run(QemuArgs {
+        check: true,
+        image: Some(image.to_owned()),
+        timeout: DEFAULT_TIMEOUT_SECONDS,
+        card_mib: DEFAULT_CARD_MIB,
+        keep: false,
+        tools_tree: None,
+    })
+}
+
+pub fn boot_to_ready_once(image: &Path, label: &str) -> Result<Milestones> {
+    host::ensure_commands(&machine::QEMU_TOOLS)?;
+    let setup = Setup::prepare(&QemuArgs {
+        check: false,
+        image: Some(image.to_owned()),
+        timeout: DEFAULT_TIMEOUT_SECONDS,
+        card_mib: DEFAULT_CARD_MIB,
+        keep: false,
+        tools_tree: None,
+    })?;
+    let result =
+        boot::boot_to_ready(&setup.boot_settings(label, ConsoleMode::LogOnly)).and_then(|node| {
+            let milestones = node.milestones;
+            node.shutdown()?;
+            Ok(milestones)
+        });
+    setup.finish(result.is_err());
     result
 }
 
@@ -121,7 +158,7 @@ impl Setup {
         );
         let image = match &args.image {
             Some(path) => path.clone(),
-            None => image::built_image()?,
+            None => image::ensure_built()?,
         };
         let table = PartitionTable::read(&image)?;
         let layout_differences = table.differences(&recipe.layout);
@@ -185,6 +222,13 @@ impl Setup {
             &self.tools,
         )
         .with_context(|| format!("cannot install {} into slot {slot}", ota.system.display()))
+    }
+
+    /// Removes the run directory, or keeps it (and says where) for a look at what happened.
+    fn finish(self, keep: bool) {
+        if keep {
+            println!("run directory kept: {}", self.run_dir.keep().display());
+        }
     }
 
     fn run_dir(&self) -> &Path {
@@ -269,9 +313,6 @@ fn interactive(setup: &Setup) -> Result<()> {
     // The agent connection is closed so that other clients (socat, virsh-style tools) can use it.
     drop(node.agent);
     let status = machine.wait()?;
-    println!(
-        "QEMU exited ({status}); console log: {}",
-        settings.spec.console_log.display()
-    );
+    println!("QEMU exited ({status})");
     Ok(())
 }

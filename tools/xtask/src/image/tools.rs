@@ -27,10 +27,6 @@ impl ToolsTree {
         Self { root }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// A file of the tree, e.g. `usr/lib/u-boot/qemu_arm64/u-boot.bin`.
     pub fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative.trim_start_matches('/'))

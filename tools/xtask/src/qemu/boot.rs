@@ -3,7 +3,7 @@
 //! has a deadline and notices QEMU exiting; QEMU is killed when a [`ReadyNode`] (or an error
 //! before it) is dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -82,119 +82,41 @@ fn boot(settings: &BootSettings<'_>) -> Result<ReadyNode> {
     let mut machine = Machine::start(&settings.spec, &settings.stderr_log)?;
     let started = machine.started();
     let deadline = started + settings.timeout;
-    let mut console = ConsoleLog::new(settings.spec.console_log.clone());
+    let seconds = || started.elapsed().as_secs_f64();
 
-    let booted_slot = wait_until(
-        &mut machine,
-        deadline.min(started + SCRIPT_TIMEOUT),
-        CONSOLE_POLL,
-        "the boot script's slot line",
-        || {
-            console.refresh()?;
-            Ok(console.booted_slot())
-        },
-    )?;
+    let booted_slot = wait_for_slot_line(&mut machine, &settings.spec.console_log, deadline)?;
     let slot_line = started.elapsed();
     progress(
         label,
-        &format!(
-            "boot script chose slot {booted_slot} at {:.1} s",
-            slot_line.as_secs_f64()
-        ),
+        &format!("boot script chose slot {booted_slot} at {:.1} s", seconds()),
     );
 
-    let mut connection: Option<Agent> = None;
-    let socket = &settings.spec.agent_socket;
-    let mut agent = wait_until(
-        &mut machine,
-        deadline,
-        GUEST_POLL,
-        "the guest agent",
-        || {
-            let agent = match connection.as_mut() {
-                Some(agent) => agent,
-                // QEMU creates the socket while starting; until then, try again.
-                None => match Agent::connect(socket) {
-                    Ok(agent) => connection.insert(agent),
-                    Err(_) => return Ok(None),
-                },
-            };
-            if !agent.sync(SYNC_WAIT)? {
-                return Ok(None);
-            }
-            agent.ping()?;
-            Ok(connection.take())
-        },
-    )?;
+    let mut agent = wait_for_agent(&mut machine, &settings.spec.agent_socket, deadline)?;
     let agent_answered = started.elapsed();
     progress(
         label,
-        &format!(
-            "guest agent answered at {:.1} s",
-            agent_answered.as_secs_f64()
-        ),
+        &format!("guest agent answered at {:.1} s", seconds()),
     );
 
-    let mut last_answer = String::from("no answer yet");
-    let mut resync = false;
-    let waited = wait_until(
-        &mut machine,
-        deadline,
-        GUEST_POLL,
-        "every service to be ready",
-        || {
-            // After a failed exchange a late answer may still arrive: skip it before asking again.
-            if resync && !agent.sync(SYNC_WAIT)? {
-                return Ok(None);
-            }
-            // A command hung in the guest must not use up the whole boot's time.
-            let poll_deadline = deadline.min(Instant::now() + POLL_TIMEOUT);
-            match guest::poll_readiness(&mut agent, settings.services, poll_deadline) {
-                Ok(Readiness::Ready) => Ok(Some(None)),
-                Ok(Readiness::Stuck {
-                    system_state,
-                    unready,
-                }) => Ok(Some(Some((system_state, unready)))),
-                Ok(Readiness::Waiting(answer)) => {
-                    resync = false;
-                    last_answer = answer;
-                    Ok(None)
-                }
-                Err(error) => {
-                    resync = true;
-                    last_answer = format!("{error:#}");
-                    Ok(None)
-                }
-            }
-        },
-    );
-    match waited {
-        Ok(None) => {}
-        Ok(Some((system_state, unready))) => bail!(
-            "systemd finished starting the system ({system_state}) without {}; {}",
-            unready.join(", "),
-            failed_units(&mut agent)
-        ),
-        Err(error) => {
-            return Err(error.context(format!(
-                "last status: {last_answer}; {}",
-                failed_units(&mut agent)
-            )));
-        }
-    }
+    wait_for_services(&mut machine, &mut agent, settings.services, deadline)?;
     let ready = started.elapsed();
-    let names: Vec<&str> = settings
+    let units: Vec<&str> = settings
         .services
         .iter()
         .map(|service| service.unit)
         .collect();
     progress(
         label,
-        &format!("{} ready at {:.1} s", names.join(", "), ready.as_secs_f64()),
+        &format!("{} ready at {:.1} s", units.join(", "), seconds()),
     );
 
-    let report = guest::inspect(&mut agent, settings.data_partition, deadline)
-        .context("cannot inspect the ready node")?;
+    let report = guest::inspect(
+        &mut agent,
+        settings.services,
+        settings.data_partition,
+        deadline,
+    )
+    .context("cannot inspect the ready node")?;
     machine.ensure_running()?;
     Ok(ReadyNode {
         machine,
@@ -207,6 +129,100 @@ fn boot(settings: &BootSettings<'_>) -> Result<ReadyNode> {
         },
         report,
     })
+}
+
+/// The slot the boot script announces on the console.
+fn wait_for_slot_line(
+    machine: &mut Machine,
+    console_log: &Path,
+    deadline: Instant,
+) -> Result<Slot> {
+    let mut console = ConsoleLog::new(console_log.to_owned());
+    wait_until(
+        machine,
+        deadline.min(machine.started() + SCRIPT_TIMEOUT),
+        CONSOLE_POLL,
+        "the boot script's slot line",
+        || {
+            console.refresh()?;
+            Ok(console.booted_slot())
+        },
+    )
+}
+
+/// A connection to the guest agent once it answers.
+fn wait_for_agent(machine: &mut Machine, socket: &Path, deadline: Instant) -> Result<Agent> {
+    let mut connection: Option<Agent> = None;
+    wait_until(machine, deadline, GUEST_POLL, "the guest agent", || {
+        let agent = match connection.as_mut() {
+            Some(agent) => agent,
+            // QEMU creates the socket while starting; until then, try again.
+            None => match Agent::connect(socket) {
+                Ok(agent) => connection.insert(agent),
+                Err(_) => return Ok(None),
+            },
+        };
+        if !agent.sync(SYNC_WAIT)? {
+            return Ok(None);
+        }
+        agent.ping()?;
+        Ok(connection.take())
+    })
+}
+
+/// Polls until every service in `services` is ready; fails early, with the failed units, once
+/// systemd has finished starting the system without them.
+fn wait_for_services(
+    machine: &mut Machine,
+    agent: &mut Agent,
+    services: &[&'static Service],
+    deadline: Instant,
+) -> Result<()> {
+    let mut last_answer = String::from("no answer yet");
+    let mut resync = false;
+    let waited = wait_until(
+        machine,
+        deadline,
+        GUEST_POLL,
+        "every service to be ready",
+        || {
+            // After a failed exchange a late answer may still arrive: skip it before asking again.
+            if resync && !agent.sync(SYNC_WAIT)? {
+                return Ok(None);
+            }
+            // A command hung in the guest must not use up the whole boot's time.
+            let poll_deadline = deadline.min(Instant::now() + POLL_TIMEOUT);
+            match guest::poll_readiness(agent, services, poll_deadline) {
+                Ok(Readiness::Waiting(answer)) => {
+                    resync = false;
+                    last_answer = answer;
+                    Ok(None)
+                }
+                Ok(final_answer) => Ok(Some(final_answer)),
+                Err(error) => {
+                    resync = true;
+                    last_answer = format!("{error:#}");
+                    Ok(None)
+                }
+            }
+        },
+    );
+    match waited {
+        Ok(Readiness::Stuck {
+            system_state,
+            unready,
+        }) => bail!(
+            "systemd finished starting the system ({system_state}) without {}; {}",
+            unready.join(", "),
+            failed_units(agent)
+        ),
+        // Waiting never ends the wait: this is Ready.
+        Ok(_) => Ok(()),
+        Err(error) => Err(error.context(format!(
+            "last status: {last_answer}; {}",
+            failed_units(agent)
+        ))),
+    }
 }
 
 /// The node's failed units, for an error message; never fails itself.

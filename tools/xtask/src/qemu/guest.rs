@@ -1,6 +1,6 @@
 //! What the node is asked through the guest agent, and how its answers are read.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use pew_bus::Service;
@@ -237,6 +237,9 @@ pub struct GuestReport {
     pub root: Mount,
     pub cmdline: String,
     pub data: DataPartition,
+    /// When systemd saw the last of the services become active, in kernel uptime: ready
+    /// without the delay of the guest agent starting and being polled.
+    pub services_active_uptime: Option<Duration>,
 }
 
 impl GuestReport {
@@ -251,7 +254,12 @@ impl GuestReport {
 
 /// Asks the node for its state, boot outcome, root mount and data partition.
 /// `data_partition` is the data partition's number in the partition table.
-pub fn inspect(agent: &mut Agent, data_partition: u8, deadline: Instant) -> Result<GuestReport> {
+pub fn inspect(
+    agent: &mut Agent,
+    services: &[&'static Service],
+    data_partition: u8,
+    deadline: Instant,
+) -> Result<GuestReport> {
     // Waits for the boot to finish; exits non-zero unless "running", which is an answer too.
     let system_state = agent
         .exec(SYSTEMCTL, &["is-system-running", "--wait"], deadline)?
@@ -259,6 +267,14 @@ pub fn inspect(agent: &mut Agent, data_partition: u8, deadline: Instant) -> Resu
         .trim()
         .to_owned();
     let failed_units = failed_units(agent, deadline)?;
+    let mut show = vec![
+        "show",
+        "--property=ActiveEnterTimestampMonotonic",
+        "--value",
+    ];
+    show.extend(services.iter().map(|service| service.unit));
+    let services_active_uptime =
+        latest_activation(&checked_output(agent, SYSTEMCTL, &show, deadline)?)?;
     let mounts = parse_mounts(
         checked_output(
             agent,
@@ -311,7 +327,24 @@ pub fn inspect(agent: &mut Agent, data_partition: u8, deadline: Instant) -> Resu
             disk_sectors,
             filesystem_bytes,
         },
+        services_active_uptime,
     })
+}
+
+/// The latest of the `ActiveEnterTimestampMonotonic` values (µs of uptime) `systemctl show`
+/// printed, one per unit; None if a unit never became active (0).
+fn latest_activation(text: &str) -> Result<Option<Duration>> {
+    let mut latest = Some(Duration::ZERO);
+    for word in text.split_whitespace() {
+        let micros: u64 = word
+            .parse()
+            .with_context(|| format!("{word:?} is not a monotonic timestamp"))?;
+        latest = match micros {
+            0 => None,
+            _ => latest.map(|latest| latest.max(Duration::from_micros(micros))),
+        };
+    }
+    Ok(latest)
 }
 
 /// Runs a command that must succeed and returns what it printed.
@@ -453,6 +486,16 @@ mod tests {
         );
         assert!(sibling_partition("/dev/vda", 4).is_err());
         assert!(sibling_partition("overlay", 4).is_err());
+    }
+
+    #[test]
+    fn the_last_activation_counts_and_a_never_active_unit_voids_it() {
+        assert_eq!(
+            latest_activation("98123456\n101000001\n").unwrap(),
+            Some(Duration::from_micros(101_000_001))
+        );
+        assert_eq!(latest_activation("98123456\n0\n").unwrap(), None);
+        assert!(latest_activation("98123456\nn/a\n").is_err());
     }
 
     #[test]

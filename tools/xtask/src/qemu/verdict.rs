@@ -131,8 +131,13 @@ pub fn describe_report(report: &GuestReport) -> String {
         .map_or("not mounted".to_owned(), |bytes| {
             format!("{:.0} MiB filesystem", bytes as f64 / MIB)
         });
+    let active = report
+        .services_active_uptime
+        .map_or("never active".to_owned(), |uptime| {
+            format!("active at {:.1} s uptime", uptime.as_secs_f64())
+        });
     format!(
-        "system {}, {} failed units; root {} {} {}; data partition {:.0} MiB of a {:.0} MiB disk, {filesystem}",
+        "services {active}; system {}, {} failed units; root {} {} {}; data partition {:.0} MiB of a {:.0} MiB disk, {filesystem}",
         report.system_state,
         report.failed_units.len(),
         report.root.source,
@@ -192,6 +197,7 @@ mod tests {
                 disk_sectors: CARD_SECTORS,
                 filesystem_bytes: Some(1400 << 20),
             },
+            services_active_uptime: Some(std::time::Duration::from_secs(95)),
         }
     }
 
@@ -241,6 +247,15 @@ mod tests {
         assert!(deviations[1].contains("not grown: 240 MiB"));
         report.data.filesystem_bytes = None;
         assert!(boot_deviations(&expected(Slot::A), Slot::A, &report)[1].contains("not mounted"));
+    }
+
+    #[test]
+    fn the_report_line_names_what_an_operator_checks_first() {
+        assert_eq!(
+            describe_report(&healthy(Slot::B)),
+            "services active at 95.0 s uptime; system running, 0 failed units; root /dev/vda3 erofs ro; \
+             data partition 1532 MiB of a 4096 MiB disk, 1400 MiB filesystem"
+        );
     }
 
     #[test]
