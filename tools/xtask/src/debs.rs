@@ -84,6 +84,22 @@ pub fn build_packages(out: &Path) -> Result<Vec<PathBuf>> {
     Ok(written.iter().map(|name| out.join(name)).collect())
 }
 
+/// Commit time of the last commit that changed any of `paths` (HEAD's when none did).
+pub fn last_change_time(paths: &[&str]) -> Result<u64> {
+    let text = process::output(
+        Command::new("git")
+            .args(["log", "-1", "--format=%ct", "HEAD", "--"])
+            .args(paths)
+            .current_dir(workspace_root()),
+    )?;
+    match text.trim() {
+        "" => Ok(head(&workspace_root())?.time),
+        time => time
+            .parse()
+            .with_context(|| format!("commit time {time:?}")),
+    }
+}
+
 /// Whether tracked files are as HEAD has them (then HEAD's version names the build exactly).
 pub fn tree_is_clean() -> Result<bool> {
     let status = process::output(

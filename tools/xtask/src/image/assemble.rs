@@ -172,6 +172,14 @@ impl Assembly<'_> {
         fs::create_dir_all(&data)?;
         fs::rename(root.join("var"), data.join("var"))?;
         fs::create_dir(root.join("var"))?;
+        // Units started before var.mount (systemd-resolved, in sysinit) with PrivateTmp need
+        // /var/tmp to exist on the read-only root to mount their private one over it.
+        let early_tmp = root.join("var/tmp");
+        fs::create_dir(&early_tmp)?;
+        fs::set_permissions(
+            &early_tmp,
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )?;
         fs::create_dir_all(root.join("data"))?;
         Ok(())
     }

@@ -73,6 +73,10 @@ pub struct ImageArgs {
     check_reproducible: bool,
 }
 
+/// What the cached root filesystems are made from (besides the xtask code that runs mmdebstrap,
+/// whose arguments are part of their cache key).
+const TREE_INPUTS: [&str; 2] = ["image/pew.lock", "image/pew.toml"];
+
 /// Host packages the build runs (the assembly tools themselves come from the tools tree).
 const HOST_TOOLS: [(&str, &str); 6] = [
     ("mmdebstrap", "mmdebstrap"),
@@ -263,6 +267,14 @@ fn build(
         .reproducibility
         .source_date_epoch
         .resolve(commit_time);
+    // The root filesystems are dated by the last change to what they are built from, not by
+    // HEAD: a commit that touches only pew keeps the cached trees, and a fresh build of the
+    // same commit makes the same trees (the initramfs inside records this date).
+    let trees_epoch = recipe
+        .recipe
+        .reproducibility
+        .source_date_epoch
+        .resolve(debs::last_change_time(&TREE_INPUTS)?);
     let image_architecture = recipe.recipe.debian.architecture.to_string();
     let host_architecture = archive::host_architecture()?;
 
@@ -274,7 +286,7 @@ fn build(
         lock,
         &host_architecture,
         &recipe.recipe.debian.suite,
-        epoch,
+        trees_epoch,
     )?;
     let tools = ToolsTree::new(rootfs::tools_tree(
         cache,
@@ -282,7 +294,7 @@ fn build(
         lock,
         &tools_repo,
         &host_architecture,
-        epoch,
+        trees_epoch,
     )?);
     watch.lap("tools tree");
     let image_repo = archive::local_repository(
@@ -291,9 +303,9 @@ fn build(
         lock,
         &image_architecture,
         &recipe.recipe.debian.suite,
-        epoch,
+        trees_epoch,
     )?;
-    let base = rootfs::base(cache, &recipe.recipe, lock, &image_repo, epoch)?;
+    let base = rootfs::base(cache, &recipe.recipe, lock, &image_repo, trees_epoch)?;
     watch.lap("base root filesystem");
     let pew_debs = debs::build_packages(&cache.join("pew-debs"))?;
     watch.lap("pew packages (cross build)");

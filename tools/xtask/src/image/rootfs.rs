@@ -39,10 +39,16 @@ const PER_NODE_FILES: &str = "rm -f \"$1/etc/resolv.conf\" \"$1\"/etc/ssh/ssh_ho
 const FILE_MIRROR_HOOKS: &str = "/usr/share/mmdebstrap/hooks/file-mirror-automount";
 
 /// What a cached root filesystem was built from, so a cache hit is an exact match.
-fn cache_key(lock: &PackageLock, arguments: &[String], cache: &Path, name: &str) -> Result<String> {
+fn cache_key(
+    lock: &PackageLock,
+    arguments: &[String],
+    source_date_epoch: u64,
+    cache: &Path,
+    name: &str,
+) -> Result<String> {
     let mmdebstrap = process::output(Command::new("mmdebstrap").arg("--version"))?;
     let input = format!(
-        "{}\n{}\n{}",
+        "{}\n{}\nSOURCE_DATE_EPOCH={source_date_epoch}\n{}",
         lock.to_text(),
         arguments.join("\n"),
         mmdebstrap
@@ -98,7 +104,7 @@ pub fn base(
     ));
     arguments.push(format!("--hook-dir={FILE_MIRROR_HOOKS}"));
 
-    let key = cache_key(lock, &arguments, cache, "base")?;
+    let key = cache_key(lock, &arguments, source_date_epoch, cache, "base")?;
     let tarball = cache.join(format!("base-{key}.tar"));
     if tarball.exists() {
         println!("base root filesystem: cached {}", tarball.display());
@@ -142,7 +148,7 @@ pub fn tools_tree(
         format!("--include={}", recipe.tools.packages.join(",")),
         format!("--hook-dir={FILE_MIRROR_HOOKS}"),
     ];
-    let key = cache_key(lock, &arguments, cache, "tools")?;
+    let key = cache_key(lock, &arguments, source_date_epoch, cache, "tools")?;
     let tree = cache.join(format!("tools-{key}"));
     if !tree.exists() {
         println!("building the tools tree");
