@@ -12,7 +12,7 @@ use pew_image::bootstate::{BootState, ENV_FILE_NAME, Slot};
 use pew_image::firmware;
 use pew_image::layout::PartitionRole;
 use pew_image::provisioning::PROVISION_DIRECTORY;
-use pew_image::recipe::CheckedRecipe;
+use pew_image::recipe::{CheckedRecipe, Debian};
 
 use super::tools::ToolsTree;
 use crate::process;
@@ -23,6 +23,8 @@ pub struct Assembly<'a> {
     pub tools: &'a ToolsTree,
     pub work: PathBuf,
     pub source_date_epoch: u64,
+    /// The local repository the base was built from (its path leaks into the base).
+    pub repository: PathBuf,
 }
 
 /// The filesystems an assembly produced.
@@ -93,7 +95,8 @@ impl Assembly<'_> {
     /// /var to the data partition's seed (the node bind-mounts /data/var on /var).
     pub fn split(&self) -> Result<()> {
         let root = self.root();
-        configure_read_only_root(&root)?;
+        configure_read_only_root(&root, &self.recipe.recipe.debian)?;
+        remove_mount_point(&root, &self.repository)?;
         let boot = self.boot_tree();
         let kernel_release = kernel_release(&root)?;
 
@@ -341,14 +344,39 @@ impl Assembly<'_> {
 }
 
 /// The few files a read-only root needs that no package provides.
-fn configure_read_only_root(root: &Path) -> Result<()> {
+fn configure_read_only_root(root: &Path, debian: &Debian) -> Result<()> {
     use std::os::unix::fs::{PermissionsExt, symlink};
+    // mmdebstrap left the build's local repository here; the node knows the real mirror.
+    fs::write(
+        root.join("etc/apt/sources.list"),
+        format!(
+            "deb {} {} {}\n",
+            debian.mirror,
+            debian.suite,
+            debian.components.join(" ")
+        ),
+    )?;
     // systemd-resolved's stub, which follows whatever DHCP says; /etc itself stays read-only.
     let resolv = root.join("etc/resolv.conf");
     let _ = fs::remove_file(&resolv);
     symlink("../run/systemd/resolve/stub-resolv.conf", &resolv)?;
     // mmdebstrap leaves the host's mode on it.
     fs::set_permissions(root.join("etc/hostname"), fs::Permissions::from_mode(0o644))?;
+    Ok(())
+}
+
+/// mmdebstrap's file-mirror hook bind-mounts the local repository inside the root and leaves the
+/// empty mount point directories behind: they would name the build host's checkout.
+fn remove_mount_point(root: &Path, repository: &Path) -> Result<()> {
+    let inside = root.join(repository.strip_prefix("/").unwrap_or(repository));
+    for directory in inside
+        .ancestors()
+        .take_while(|directory| *directory != root)
+    {
+        if fs::remove_dir(directory).is_err() {
+            break;
+        }
+    }
     Ok(())
 }
 
