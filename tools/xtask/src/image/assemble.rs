@@ -87,6 +87,10 @@ impl Assembly<'_> {
         )
         .context("installing pew's packages into the image")?;
         fs::remove_dir_all(&staging)?;
+        // dpkg logs with the wall clock (mmdebstrap removes its own logs the same way).
+        for log in ["var/log/dpkg.log", "var/log/alternatives.log"] {
+            let _ = fs::remove_file(root.join(log));
+        }
         Ok(())
     }
 
@@ -152,6 +156,8 @@ impl Assembly<'_> {
                 ])
                 .arg(&script)
                 .arg(boot.join("boot.scr"))
+                // The legacy image header carries a timestamp.
+                .env("SOURCE_DATE_EPOCH", self.source_date_epoch.to_string())
                 .stdout(std::process::Stdio::null()),
         )?;
         fs::remove_file(&script)?;
