@@ -59,11 +59,25 @@ fn cache_key(
     Ok(digest.to_string()[..16].to_owned())
 }
 
-fn mmdebstrap_environment(command: &mut Command, source_date_epoch: u64) {
-    command
-        .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string())
-        .env("TZ", "UTC")
-        .env("LC_ALL", "C.UTF-8");
+/// Runs mmdebstrap with `arguments` for `suite` into `target` from the flat repository `repo`,
+/// every timestamp at `source_date_epoch`.
+fn mmdebstrap(
+    arguments: &[String],
+    suite: &str,
+    target: &Path,
+    repo: &Path,
+    source_date_epoch: u64,
+) -> Result<()> {
+    process::run(
+        Command::new("mmdebstrap")
+            .args(arguments)
+            .arg(suite)
+            .arg(target)
+            .arg(format!("deb [trusted=yes] file://{} ./", repo.display()))
+            .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string())
+            .env("TZ", "UTC")
+            .env("LC_ALL", "C.UTF-8"),
+    )
 }
 
 /// The image's base root filesystem as a tarball, built once per lock and recipe.
@@ -114,14 +128,7 @@ pub fn base(
     let _ = fs::remove_file(&partial);
     println!("building the base root filesystem under qemu-user (about 15 minutes)");
     let started = Instant::now();
-    let mut command = Command::new("mmdebstrap");
-    command
-        .args(&arguments)
-        .arg(&recipe.debian.suite)
-        .arg(&partial)
-        .arg(format!("deb [trusted=yes] file://{} ./", repo.display()));
-    mmdebstrap_environment(&mut command, source_date_epoch);
-    process::run(&mut command)?;
+    mmdebstrap(&arguments, &recipe.debian.suite, &partial, repo, source_date_epoch)?;
     let installed =
         fs::read_to_string(&listing).context("mmdebstrap did not list the installed packages")?;
     check_installed(&installed, lock, &recipe.debian.architecture.to_string())?;
@@ -154,14 +161,7 @@ pub fn tools_tree(
         println!("building the tools tree");
         let partial = cache.join(format!("tools-{key}.partial"));
         remove_partial(&partial)?;
-        let mut command = Command::new("mmdebstrap");
-        command
-            .args(&arguments)
-            .arg(&recipe.debian.suite)
-            .arg(&partial)
-            .arg(format!("deb [trusted=yes] file://{} ./", repo.display()));
-        mmdebstrap_environment(&mut command, source_date_epoch);
-        process::run(&mut command)?;
+        mmdebstrap(&arguments, &recipe.debian.suite, &partial, repo, source_date_epoch)?;
         fs::rename(&partial, &tree)?;
     }
     let link = cache.join("tools");
