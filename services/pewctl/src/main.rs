@@ -3,6 +3,7 @@
 mod power;
 mod properties;
 mod status;
+mod worker;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -33,6 +34,11 @@ enum Command {
         #[command(subcommand)]
         command: Option<power::Command>,
     },
+    /// The iExec worker: state, current task, counters; pause, resume, drain.
+    Worker {
+        #[command(subcommand)]
+        command: Option<worker::Command>,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -43,6 +49,9 @@ async fn main() -> Result<()> {
         Command::Status => status::run(&connection, cli.json).await,
         Command::Power { command } => {
             power::run(&connection, command.unwrap_or_default(), cli.json).await
+        }
+        Command::Worker { command } => {
+            worker::run(&connection, command.unwrap_or_default(), cli.json).await
         }
     }
 }

@@ -41,6 +41,9 @@ fn render(service: &Service, report: &Value) -> String {
     if service.bus_name == pew_bus::power::SERVICE.bus_name {
         return format!("{name} {}", crate::power::headline(report));
     }
+    if service.bus_name == pew_bus::worker::SERVICE.bus_name {
+        return format!("{name} {}", crate::worker::headline(report));
+    }
     let state = report.get("State").and_then(Value::as_str).unwrap_or("?");
     format!("{name} {state}")
 }

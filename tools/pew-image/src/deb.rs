@@ -29,7 +29,7 @@ pub const GLIBC: GlibcVersion = GlibcVersion {
 };
 
 /// The packages one build produces.
-pub const PACKAGES: [Package; 4] = [
+pub const PACKAGES: [Package; 5] = [
     Package {
         name: "pew-base",
         architecture: Architecture::All,
@@ -63,6 +63,27 @@ pub const PACKAGES: [Package; 4] = [
             PackagedFile::Binary("pew-powerd"),
             PackagedFile::Overlay("/usr/lib/systemd/system/pew-powerd.service"),
             PackagedFile::Overlay("/etc/pew/powerd.toml"),
+        ],
+        enables: &[],
+        masks: &[],
+    },
+    Package {
+        name: "pew-workerd",
+        architecture: Architecture::Arm64,
+        depends: &[
+            Dependency::RustRuntime,
+            Dependency::Debian("dbus"),
+            Dependency::Debian("systemd"),
+            Dependency::Debian("podman"),
+            Dependency::Pew("pew-base"),
+        ],
+        summary: "pew iExec worker",
+        description: "Runs compute tasks for an iExec workerpool as unprivileged containers when\n\
+                      the power manager grants the energy, and proves them on-chain.",
+        files: &[
+            PackagedFile::Binary("pew-workerd"),
+            PackagedFile::Overlay("/usr/lib/systemd/system/pew-workerd.service"),
+            PackagedFile::Overlay("/etc/pew/workerd.toml"),
         ],
         enables: &[],
         masks: &[],
@@ -316,9 +337,21 @@ impl Package {
     }
 }
 
-/// The workspace binaries the packages ship, each once, sorted: what cargo must build.
-pub fn binaries() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = PACKAGES
+/// The packages of an image that includes `services` (the recipe's `services.include`): every
+/// package that is not a service's, and the packages of those services.
+pub fn packages_for(services: &[String]) -> Vec<&'static Package> {
+    PACKAGES
+        .iter()
+        .filter(|package| {
+            !crate::recipe::PEW_SERVICES.contains(&package.name)
+                || services.iter().any(|service| service == package.name)
+        })
+        .collect()
+}
+
+/// The workspace binaries `packages` ship, each once, sorted: what cargo must build.
+pub fn binaries(packages: &[&Package]) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = packages
         .iter()
         .flat_map(|package| package.files)
         .filter_map(|file| match file {
@@ -713,7 +746,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(owners.len(), 21);
+        assert_eq!(owners.len(), 24);
     }
 
     #[test]
@@ -766,7 +799,29 @@ mod tests {
 
     #[test]
     fn the_binaries_to_build_are_listed_once() {
-        assert_eq!(binaries(), ["pew-firstboot", "pew-powerd", "pewctl"]);
+        let all: Vec<&Package> = PACKAGES.iter().collect();
+        assert_eq!(
+            binaries(&all),
+            ["pew-firstboot", "pew-powerd", "pew-workerd", "pewctl"]
+        );
+    }
+
+    #[test]
+    fn an_image_gets_only_the_services_its_recipe_includes() {
+        let names = |services: &[&str]| -> Vec<&str> {
+            let services: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+            packages_for(&services).iter().map(|p| p.name).collect()
+        };
+        assert_eq!(
+            names(&["pew-powerd"]),
+            ["pew-base", "pew-powerd", "pewctl", "pew-os"]
+        );
+        assert_eq!(
+            names(&["pew-powerd", "pew-workerd"]),
+            ["pew-base", "pew-powerd", "pew-workerd", "pewctl", "pew-os"]
+        );
+        let powerd: Vec<&Package> = packages_for(&["pew-powerd".to_owned()]);
+        assert_eq!(binaries(&powerd), ["pew-firstboot", "pew-powerd", "pewctl"]);
     }
 
     #[test]

@@ -35,9 +35,12 @@ struct Head {
     utc_time: String,
 }
 
-/// Builds, checks and packages; writes the .debs and SHA256SUMS to `args.out`.
+/// Builds, checks and packages every package; writes the .debs and SHA256SUMS to `args.out`.
 pub fn run(args: DebsArgs) -> Result<()> {
-    build_packages(&workspace_root().join(&args.out))?;
+    build_packages(
+        &workspace_root().join(&args.out),
+        &deb::PACKAGES.iter().collect::<Vec<_>>(),
+    )?;
     Ok(())
 }
 
@@ -54,23 +57,24 @@ pub fn head_version() -> Result<(u64, String)> {
     Ok((head.time, version))
 }
 
-/// Cross-compiles, checks and packages every pew package into `out` (with SHA256SUMS);
-/// returns the .deb paths.
-pub fn build_packages(out: &Path) -> Result<Vec<PathBuf>> {
+/// Cross-compiles, checks and packages `packages` into `out` (with SHA256SUMS); returns the
+/// .deb paths.
+pub fn build_packages(out: &Path, packages: &[&Package]) -> Result<Vec<PathBuf>> {
     let root = workspace_root();
     let (source_date_epoch, version) = head_version()?;
     host::ensure_cross_toolchain(TARGET)?;
 
     let started = Instant::now();
-    let binaries = build(&root, source_date_epoch)?;
+    let names = deb::binaries(packages);
+    let binaries = build(&root, &names, source_date_epoch)?;
     println!("built {TARGET} binaries in {:.0?}", started.elapsed());
-    check_glibc(&binaries)?;
+    check_glibc(&binaries, &names)?;
 
     fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     remove_earlier_builds(out)?;
     let staging = tempfile::tempdir().context("cannot create a staging directory")?;
     let mut written = Vec::new();
-    for package in &deb::PACKAGES {
+    for package in packages {
         let tree = staging.path().join(package.name);
         stage(package, &version, &binaries, &root.join("overlays"), &tree)?;
         clamp_tree(&tree, source_date_epoch)?;
@@ -140,7 +144,7 @@ fn head(root: &Path) -> Result<Head> {
 }
 
 /// Builds the packaged binaries for the Pi and returns their directory.
-fn build(root: &Path, source_date_epoch: u64) -> Result<PathBuf> {
+fn build(root: &Path, binaries: &[&str], source_date_epoch: u64) -> Result<PathBuf> {
     let cargo_home = match std::env::var_os("CARGO_HOME") {
         Some(home) => PathBuf::from(home),
         None => {
@@ -157,7 +161,7 @@ fn build(root: &Path, source_date_epoch: u64) -> Result<PathBuf> {
     ]
     .join("\x1f");
     let mut args = vec!["build", "--release", "--locked", "--target", TARGET];
-    for binary in deb::binaries() {
+    for binary in binaries {
         args.extend(["--bin", binary]);
     }
     process::run(
@@ -170,8 +174,8 @@ fn build(root: &Path, source_date_epoch: u64) -> Result<PathBuf> {
 
 /// Fails if a binary needs a newer glibc than the packages declare: the node would refuse to
 /// start it after installing it without complaint.
-fn check_glibc(binaries: &Path) -> Result<()> {
-    for binary in deb::binaries() {
+fn check_glibc(binaries: &Path, names: &[&str]) -> Result<()> {
+    for binary in names {
         let symbols = process::output(
             Command::new("aarch64-linux-gnu-objdump")
                 .arg("-T")

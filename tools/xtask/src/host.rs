@@ -7,8 +7,17 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crate::process;
 
-/// Commands the dev node and tests run, with the Debian package that provides each.
-const TOOLS: [(&str, &str); 2] = [("dbus-daemon", "dbus-daemon"), ("setpriv", "util-linux")];
+/// Commands the dev node and tests run, with the Debian package that provides each: the bus,
+/// the test operator's identity switch, podman's Docker-compatible API for task containers
+/// (runc for hosts with hybrid cgroups, which crun refuses), npm for the dev chain's anvil and
+/// PoCo artifacts.
+const TOOLS: [(&str, &str); 5] = [
+    ("dbus-daemon", "dbus-daemon"),
+    ("setpriv", "util-linux"),
+    ("podman", "podman"),
+    ("runc", "runc"),
+    ("npm", "npm"),
+];
 
 /// Debian's aarch64 cross compiler and the arm64 glibc it links against (2.36 on bookworm).
 const CROSS_PACKAGES: [&str; 2] = ["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"];

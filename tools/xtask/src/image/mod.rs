@@ -307,7 +307,10 @@ fn build(
     )?;
     let base = rootfs::base(cache, &recipe.recipe, lock, &image_repo, trees_epoch)?;
     watch.lap("base root filesystem");
-    let pew_debs = debs::build_packages(&cache.join("pew-debs"))?;
+    let pew_debs = debs::build_packages(
+        &cache.join("pew-debs"),
+        &pew_image::deb::packages_for(&recipe.recipe.services.include),
+    )?;
     watch.lap("pew packages (cross build)");
 
     let assembly = assemble::Assembly {

@@ -128,7 +128,13 @@ pub fn base(
     let _ = fs::remove_file(&partial);
     println!("building the base root filesystem under qemu-user (about 15 minutes)");
     let started = Instant::now();
-    mmdebstrap(&arguments, &recipe.debian.suite, &partial, repo, source_date_epoch)?;
+    mmdebstrap(
+        &arguments,
+        &recipe.debian.suite,
+        &partial,
+        repo,
+        source_date_epoch,
+    )?;
     let installed =
         fs::read_to_string(&listing).context("mmdebstrap did not list the installed packages")?;
     check_installed(&installed, lock, &recipe.debian.architecture.to_string())?;
@@ -161,7 +167,13 @@ pub fn tools_tree(
         println!("building the tools tree");
         let partial = cache.join(format!("tools-{key}.partial"));
         remove_partial(&partial)?;
-        mmdebstrap(&arguments, &recipe.debian.suite, &partial, repo, source_date_epoch)?;
+        mmdebstrap(
+            &arguments,
+            &recipe.debian.suite,
+            &partial,
+            repo,
+            source_date_epoch,
+        )?;
         fs::rename(&partial, &tree)?;
     }
     let link = cache.join("tools");
