@@ -515,7 +515,17 @@ impl Replicate {
             }
         };
         let outcome = match outcome {
-            Ok(outcome) => outcome,
+            Ok(outcome) => {
+                tracing::info!(
+                    task = %self.record.chain_task_id,
+                    exit_code = ?outcome.exit_code,
+                    timed_out = outcome.timed_out,
+                    started_ms = unix_millis(outcome.started_at),
+                    finished_ms = unix_millis(outcome.finished_at),
+                    "app ran"
+                );
+                outcome
+            }
             Err(e) => {
                 tracing::warn!(task = %self.record.chain_task_id, "the container engine failed: {e}");
                 let now = SystemTime::now();
@@ -738,6 +748,7 @@ impl Replicate {
         gas: u64,
         topic: B256,
     ) -> Result<ChainReceipt, StatusCause> {
+        tracing::info!(task = %self.record.chain_task_id, at_ms = unix_millis(SystemTime::now()), gas, "sending a transaction");
         let receipt = self
             .ctx
             .chain
@@ -1008,6 +1019,12 @@ fn pull_timeout(max_execution_time: Duration, ctx: &Context) -> Duration {
     let minutes = max_execution_time.as_secs_f64() / 60.0;
     let computed = (10.0 * (minutes / 10.0).log10()).round().max(0.0) * 60.0;
     Duration::from_secs_f64(computed.clamp(300.0, ctx.config.engine.pull_timeout_s as f64))
+}
+
+/// Milliseconds since the Unix epoch, for the timing fields of the log (read by the benchmark).
+pub fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub fn now() -> i64 {

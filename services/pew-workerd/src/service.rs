@@ -467,7 +467,7 @@ impl Worker {
                 if let Err(e) = self.ctx.journal.save(&record) {
                     tracing::error!("cannot journal a new replicate: {e}");
                 }
-                tracing::info!(task = %record.chain_task_id, "replicate received");
+                tracing::info!(task = %record.chain_task_id, at_ms = crate::replicate::unix_millis(std::time::SystemTime::now()), "replicate received");
                 self.spawn(record, NextAction::PleaseStart, None);
                 Ok(())
             }

@@ -1,8 +1,7 @@
 //! `cargo xtask bench <area>`: figures, measured on the real binaries.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -15,6 +14,16 @@ pub enum Area {
         /// How long to measure, seconds.
         #[arg(long, default_value_t = 120)]
         seconds: u64,
+    },
+    /// pew-workerd on the host testbed (podman, anvil + PoCo, dev-core): idle memory and CPU,
+    /// overhead per task around the app container.
+    Worker {
+        /// How long to measure the idle worker, seconds.
+        #[arg(long, default_value_t = 120)]
+        idle_seconds: u64,
+        /// Tasks whose overhead is measured.
+        #[arg(long, default_value_t = 20)]
+        tasks: u32,
     },
     /// The SD card image: cold and warm build times, sizes, boot to ready in emulation.
     Image {
@@ -33,6 +42,10 @@ pub enum Area {
 pub fn run(area: Area) -> Result<()> {
     match area {
         Area::Power { seconds } => power(seconds),
+        Area::Worker {
+            idle_seconds,
+            tasks,
+        } => worker(idle_seconds, tasks),
         Area::Image {
             no_cold,
             warm_runs,
@@ -84,7 +97,7 @@ fn image(cold: bool, warm_runs: usize, boots: usize) -> Result<()> {
     if !warm.is_empty() {
         println!(
             "  warm rebuild, median          {:>8.0} s  (touching {TOUCHED_SOURCE})",
-            median(&mut warm)
+            pew_procstat::median(&mut warm)
         );
     }
     if let Some((compressed, system)) = sizes {
@@ -100,10 +113,23 @@ fn image(cold: bool, warm_runs: usize, boots: usize) -> Result<()> {
     if !ready.is_empty() {
         println!(
             "  boot to ready, median         {:>8.0} s  (QEMU TCG, from power-on)",
-            median(&mut ready)
+            pew_procstat::median(&mut ready)
         );
     }
     Ok(())
+}
+
+/// The release worker and power manager on the testbed, measured by its `bench-worker` program
+/// (the testbed's dependencies stay out of xtask).
+fn worker(idle_seconds: u64, tasks: u32) -> Result<()> {
+    crate::host::ensure_tools()?;
+    let bin = process::build_binaries(&["pew-powerd", "pew-workerd", "bench-worker"], "release")?;
+    process::run(
+        Command::new(bin.join("bench-worker"))
+            .arg(&bin)
+            .arg(idle_seconds.to_string())
+            .arg(tasks.to_string()),
+    )
 }
 
 /// Runs the release pew-powerd as on a node (5 s samples, real-time clock, simulated hardware)
@@ -130,7 +156,9 @@ fn power(seconds: u64) -> Result<()> {
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start pew-powerd")?;
-    let result = measure(&daemon, Duration::from_secs(seconds));
+    // Start-up (state load, first forecast) is not idle running.
+    std::thread::sleep(Duration::from_secs(5));
+    let result = pew_procstat::measure(daemon.id(), Duration::from_secs(seconds));
     let _ = daemon.kill();
     let _ = daemon.wait();
     let figures = result?;
@@ -145,75 +173,7 @@ fn power(seconds: u64) -> Result<()> {
     println!(
         "  CPU per hour      {:>8.3} s  (median of {} s windows)",
         figures.cpu_s_per_hour,
-        WINDOW.as_secs()
+        pew_procstat::WINDOW.as_secs()
     );
     Ok(())
-}
-
-struct Figures {
-    rss_median_mb: f64,
-    rss_max_mb: f64,
-    samples: usize,
-    cpu_s_per_hour: f64,
-}
-
-/// Length of one CPU measurement window; the figure is the median over windows, so a single
-/// burst (a state save, a forecast refresh at a slot boundary) does not decide it.
-const WINDOW: Duration = Duration::from_secs(10);
-
-fn measure(daemon: &Child, duration: Duration) -> Result<Figures> {
-    let proc_dir = Path::new("/proc").join(daemon.id().to_string());
-    // Start-up (state load, first forecast) is not idle running.
-    std::thread::sleep(Duration::from_secs(5));
-    let started = Instant::now();
-    let mut rss = Vec::new();
-    let mut cpu_rates = Vec::new();
-    while started.elapsed() < duration {
-        let window_start = Instant::now();
-        let cpu_start = cpu_seconds(&proc_dir)?;
-        while window_start.elapsed() < WINDOW {
-            rss.push(rss_mb(&proc_dir)?);
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        let cpu = cpu_seconds(&proc_dir)? - cpu_start;
-        cpu_rates.push(cpu / window_start.elapsed().as_secs_f64() * 3600.0);
-    }
-    Ok(Figures {
-        rss_median_mb: median(&mut rss),
-        rss_max_mb: rss.iter().copied().fold(0.0, f64::max),
-        samples: rss.len(),
-        cpu_s_per_hour: median(&mut cpu_rates),
-    })
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn rss_mb(proc_dir: &Path) -> Result<f64> {
-    let status = std::fs::read_to_string(proc_dir.join("status")).context("process gone")?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kb| kb.parse().ok())
-        .context("no VmRSS in /proc/<pid>/status")?;
-    Ok(kb / 1024.0)
-}
-
-/// CPU time of all the process's threads, in seconds, from the scheduler's nanosecond counters
-/// (/proc/<pid>/task/*/schedstat, first field): /proc's utime and stime count 10 ms ticks, too
-/// coarse for a daemon that uses milliseconds a minute.
-fn cpu_seconds(proc_dir: &Path) -> Result<f64> {
-    let mut nanoseconds = 0.0;
-    for task in std::fs::read_dir(proc_dir.join("task")).context("process gone")? {
-        let schedstat = std::fs::read_to_string(task?.path().join("schedstat")).unwrap_or_default();
-        nanoseconds += schedstat
-            .split_whitespace()
-            .next()
-            .and_then(|ns| ns.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    }
-    Ok(nanoseconds / 1e9)
 }

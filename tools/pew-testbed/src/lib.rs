@@ -1,0 +1,284 @@
+//! A whole worker node on the host, with the real peers wherever they run here: the real PoCo
+//! contracts on anvil (dev-chain), podman's Docker-compatible API, pew-powerd on simulated
+//! hardware, a private dbus-daemon, dev-core as the workerpool's scheduler, and pew-workerd.
+//! The end-to-end tests, `cargo xtask bench worker` and the dev node build on it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use dev_chain::DevChain;
+use dev_core::{ChainSettings, Config, DevCore, PocoChain};
+use pew_containers::testing::PodmanService;
+use pew_devbus::DevBus;
+use pew_iexec::status::ReplicateStatus;
+use pew_poco::{Address, B256, Wallet};
+
+/// The test app's image, loaded into podman from a static binary (no registry).
+pub const APP_IMAGE: &str = "localhost/pew-test-app:1";
+/// PoCo's XS category (300 s).
+pub const XS: u64 = 0;
+
+pub struct Testbed {
+    dir: tempfile::TempDir,
+    bin_dir: PathBuf,
+    bus: DevBus,
+    powerd: Option<Child>,
+    pub chain: DevChain,
+    pub podman: PodmanService,
+    pub core: DevCore,
+    pub worker_wallet: Wallet,
+    worker: Option<Child>,
+    /// The test app, registered on-chain.
+    pub app: Address,
+    /// A category of 5 s, for apps that overrun.
+    pub short_category: u64,
+}
+
+impl Testbed {
+    /// Starts everything but the worker; `bin_dir` holds pew-powerd and pew-workerd.
+    pub async fn start(bin_dir: &Path) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let bus = DevBus::start().context("private bus")?;
+        let chain = DevChain::start(dir.path()).await.context("dev chain")?;
+        let podman = PodmanService::start().context("podman API service")?;
+        let engine = podman.engine().await?;
+        let host_target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+        let binary = pew_containers::testing::build_test_app(&host_target)
+            .context("building the test app")?;
+        let archive = pew_containers::testapp::docker_archive(
+            &std::fs::read(&binary)?,
+            APP_IMAGE,
+            std::env::consts::ARCH,
+        );
+        engine.load(archive).await.context("loading the test app")?;
+        let app = chain.deploy_app(APP_IMAGE, B256::ZERO).await?;
+        let short_category = chain.create_category("TEST-5S", 5).await?;
+
+        let scheduler_chain = PocoChain::connect(
+            &chain.rpc_url,
+            chain.hub,
+            &chain.scheduler,
+            Some(dir.path().join("scheduler-nonce")),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("scheduler chain: {e:?}"))?;
+        let mut config = Config::new(
+            chain.scheduler.clone(),
+            chain.workerpool,
+            ChainSettings {
+                chain_id: chain.chain_id,
+                sidechain: true,
+                node_url: chain.rpc_url.clone(),
+                hub: chain.hub,
+                block_time: Duration::from_secs(1),
+            },
+        );
+        config.ask_for_replicate_period = Duration::from_secs(1);
+        config.timing.task_check_every = Duration::from_secs(2);
+        config.timing.chain_check_interval = Duration::from_secs(1);
+        let core = DevCore::start(config, Arc::new(scheduler_chain)).await?;
+
+        let worker_wallet = Wallet::random();
+        chain.fund_worker(worker_wallet.address()).await?;
+        let mut testbed = Self {
+            dir,
+            bin_dir: bin_dir.to_owned(),
+            bus,
+            powerd: None,
+            chain,
+            podman,
+            core,
+            worker_wallet,
+            worker: None,
+            app,
+            short_category,
+        };
+        testbed.start_powerd(0.8)?;
+        testbed.write_worker_files()?;
+        Ok(testbed)
+    }
+
+    pub fn bus_address(&self) -> &str {
+        self.bus.address()
+    }
+
+    pub fn worker_address(&self) -> String {
+        format!("{:#x}", self.worker_wallet.address())
+    }
+
+    /// (Re)starts pew-powerd on simulated hardware whose battery starts at `soc` (0..1).
+    pub fn start_powerd(&mut self, soc: f64) -> Result<()> {
+        if let Some(mut old) = self.powerd.take() {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        let state = self.dir.path().join(format!("power-{soc}"));
+        let config = self.dir.path().join(format!("powerd-{soc}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = {state:?}\nsample_interval_s = 0.5\n[source]\nkind = \"simulated\"\n\
+                 [simulation]\ninitial_soc = {soc}\n[rtc]\nenabled = false\n"
+            ),
+        )?;
+        self.powerd = Some(
+            Command::new(self.bin_dir.join("pew-powerd"))
+                .arg("--config")
+                .arg(&config)
+                .arg("--bus")
+                .arg(self.bus.address())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting pew-powerd")?,
+        );
+        Ok(())
+    }
+
+    fn write_worker_files(&self) -> Result<()> {
+        let wallet = self.dir.path().join("wallet");
+        std::fs::create_dir_all(&wallet)?;
+        std::fs::write(
+            wallet.join("keystore.json"),
+            pew_poco::keystore::encrypt(&self.worker_wallet, "testbed-password", 4)?,
+        )?;
+        std::fs::write(wallet.join("password"), "testbed-password\n")?;
+        for file in ["keystore.json", "password"] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(wallet.join(file), std::fs::Permissions::from_mode(0o600))?;
+        }
+        std::fs::write(
+            self.worker_config(),
+            format!(
+                "name = \"testbed\"\nscheduler_url = {url:?}\ndata_dir = {data:?}\n\
+                 [wallet]\nkeystore = {keystore:?}\npassword_file = {password:?}\n\
+                 [engine]\nsocket = {socket:?}\ncpus = 1.0\nmemory_mib = 64\npids = 64\n\
+                 [energy]\ncompute_power_w = 5.0\nexpected_task_s = 300\n",
+                url = self.core.base_url(),
+                data = self.dir.path().join("worker").display().to_string(),
+                keystore = wallet.join("keystore.json").display().to_string(),
+                password = wallet.join("password").display().to_string(),
+                socket = self.podman.socket().display().to_string(),
+            ),
+        )?;
+        Ok(())
+    }
+
+    fn worker_config(&self) -> PathBuf {
+        self.dir.path().join("workerd.toml")
+    }
+
+    fn worker_log_path(&self) -> PathBuf {
+        self.dir.path().join("workerd.log")
+    }
+
+    /// Starts pew-workerd; its log (appended across restarts) is [`Self::worker_log`].
+    pub fn start_worker(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.worker_log_path())?;
+        self.worker = Some(
+            Command::new(self.bin_dir.join("pew-workerd"))
+                .arg("--config")
+                .arg(self.worker_config())
+                .arg("--bus")
+                .arg(self.bus.address())
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("starting pew-workerd")?,
+        );
+        Ok(())
+    }
+
+    /// The worker's process id, while it runs.
+    pub fn worker_pid(&self) -> Option<u32> {
+        self.worker.as_ref().map(Child::id)
+    }
+
+    /// Kills the worker at once (SIGKILL: a crash or a power cut).
+    pub fn kill_worker(&mut self) {
+        if let Some(mut worker) = self.worker.take() {
+            let _ = worker.kill();
+            let _ = worker.wait();
+        }
+    }
+
+    pub fn worker_log(&self) -> String {
+        std::fs::read_to_string(self.worker_log_path()).unwrap_or_default()
+    }
+
+    /// A deal of `tasks` tasks of the test app with `args`, published to the scheduler.
+    pub async fn deal(&self, category: u64, args: &str, tasks: u32) -> Result<Vec<B256>> {
+        let params = format!("{{\"iexec_args\":{args:?}}}");
+        let deal = self
+            .chain
+            .create_deal(self.app, category, &params, tasks, 1)
+            .await?;
+        Ok(self.core.publish_deal(deal, u64::from(tasks)).await?)
+    }
+
+    /// Waits until this worker's replicate of `task` went through `status`; the error carries
+    /// the replicate's history and the worker's log.
+    pub async fn wait_replicate(
+        &self,
+        task: B256,
+        status: ReplicateStatus,
+        within: Duration,
+    ) -> Result<()> {
+        let worker = self.worker_address();
+        if self
+            .core
+            .wait_for_replicate_status(task, &worker, status, within)
+            .await
+            .is_err()
+        {
+            bail!(
+                "task {task} never reached {status}: replicate {:?}\nworker log:\n{}",
+                self.core.replicate_statuses(task, &worker),
+                self.worker_log()
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn bus(&self) -> Result<zbus::Connection> {
+        Ok(pew_bus::connect(Some(self.bus.address())).await?)
+    }
+
+    /// The worker's `State` on the bus, empty if it does not answer.
+    pub async fn worker_state(&self) -> String {
+        let Ok(connection) = self.bus().await else {
+            return String::new();
+        };
+        let Ok(worker) = pew_bus::worker::WorkerProxy::new(&connection).await else {
+            return String::new();
+        };
+        worker.state().await.unwrap_or_default()
+    }
+
+    /// Containers the engine still holds.
+    pub fn leftover_containers(&self) -> usize {
+        self.podman
+            .podman_cli()
+            .args(["ps", "--all", "--quiet"])
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).lines().count())
+            .unwrap_or(usize::MAX)
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        self.kill_worker();
+        if let Some(mut powerd) = self.powerd.take() {
+            let _ = powerd.kill();
+            let _ = powerd.wait();
+        }
+    }
+}
