@@ -4,8 +4,8 @@
 //! node behind a load balancer) may have forgotten our pending transactions, and re-using a
 //! nonce would replace or collide with them. The file remembers the highest nonce we handed out.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// Failure to read or write the nonce file.
@@ -70,33 +70,9 @@ impl NonceFile {
     }
 
     /// Persists `next` atomically: a crash leaves either the old or the new value, never a
-    /// torn one (temporary file, fsync, rename, fsync of the directory).
+    /// torn one.
     pub fn store(&self, next: u64) -> Result<(), NonceFileError> {
-        let temporary = self.temporary_path();
-        let write_temporary = || -> io::Result<()> {
-            let mut file = File::create(&temporary)?;
-            writeln!(file, "{next}")?;
-            file.sync_all()
-        };
-        write_temporary().map_err(|source| self.io_error(source))?;
-        fs::rename(&temporary, &self.path).map_err(|source| self.io_error(source))?;
-        self.sync_directory()
-    }
-
-    fn temporary_path(&self) -> PathBuf {
-        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".tmp");
-        self.path.with_file_name(name)
-    }
-
-    /// The rename is only durable once the directory entry itself reached the disk.
-    fn sync_directory(&self) -> Result<(), NonceFileError> {
-        let directory = match self.path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        File::open(directory)
-            .and_then(|handle| handle.sync_all())
+        pew_daemon::state::write_atomic(&self.path, format!("{next}\n").as_bytes())
             .map_err(|source| self.io_error(source))
     }
 
@@ -174,10 +150,15 @@ mod tests {
     }
 
     #[test]
-    fn missing_directory_is_reported_with_the_path() {
+    fn a_missing_directory_is_created_and_an_unwritable_one_is_reported_with_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("absent").join("nonce");
-        let error = NonceFile::new(&path).store(1).unwrap_err();
-        assert!(error.to_string().contains("absent"), "{error}");
+        NonceFile::new(&path).store(1).unwrap();
+        assert_eq!(NonceFile::new(&path).load().unwrap(), Some(1));
+
+        let blocker = dir.path().join("a-file");
+        std::fs::write(&blocker, "").unwrap();
+        let error = NonceFile::new(blocker.join("nonce")).store(1).unwrap_err();
+        assert!(error.to_string().contains("a-file"), "{error}");
     }
 }

@@ -23,9 +23,9 @@ use tokio::task::JoinSet;
 use crate::activity::{PowerMode, Registration, Situation};
 use crate::board::Board;
 use crate::config::{CriticalPolicy, WorkerdConfig};
-use crate::context::{Context, ContextParts};
+use crate::context::Context;
 use crate::interface::WorkerInterface;
-use crate::journal::ReplicateRecord;
+use crate::journal::{Journal, ReplicateRecord};
 use crate::power::{Grant, PowerLink};
 use crate::replicate::{Command, Exit, Replicate, now};
 
@@ -89,8 +89,10 @@ async fn serve(config: WorkerdConfig, bus_address: Option<String>) -> Result<()>
             public.worker_pool_address
         )
     })?;
-    let ctx = Context::new(ContextParts {
+    let ctx = Arc::new(Context {
         result_proxy: ResultProxyClient::new(config.http_timeout())?,
+        journal: Journal::open(&config.data_dir.join("replicates"))?,
+        tasks_dir: config.data_dir.join("tasks"),
         config: config.clone(),
         wallet: wallet.clone(),
         scheduler: scheduler.clone(),
@@ -102,7 +104,7 @@ async fn serve(config: WorkerdConfig, bus_address: Option<String>) -> Result<()>
         hub,
         power: power.clone(),
         board: board.clone(),
-    })?;
+    });
 
     let (notifications, notes) = Notifications::spawn(&config.scheduler_url, &address)?;
     let mut worker = Worker {

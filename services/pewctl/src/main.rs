@@ -41,6 +41,18 @@ enum Command {
     },
 }
 
+/// Fails with the service's unit named when `service` is not on the bus.
+async fn require_running(connection: &zbus::Connection, service: &pew_bus::Service) -> Result<()> {
+    if !pew_bus::is_running(connection, service).await? {
+        anyhow::bail!(
+            "{} is not running ({} not on the bus)",
+            service.unit,
+            service.bus_name
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let cli = Cli::parse();

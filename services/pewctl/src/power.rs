@@ -31,13 +31,7 @@ pub enum Command {
 
 pub async fn run(connection: &Connection, command: Command, json: bool) -> Result<()> {
     let service = &pew_bus::power::SERVICE;
-    if !pew_bus::is_running(connection, service).await? {
-        bail!(
-            "{} is not running ({} not on the bus)",
-            service.unit,
-            service.bus_name
-        );
-    }
+    crate::require_running(connection, service).await?;
     let power = PowerProxy::new(connection).await?;
     match command {
         Command::Show => {

@@ -1,6 +1,6 @@
 //! `pewctl worker …`
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use pew_bus::worker::WorkerProxy;
 use serde_json::Value;
 use zbus::Connection;
@@ -24,13 +24,7 @@ pub enum Command {
 
 pub async fn run(connection: &Connection, command: Command, json: bool) -> Result<()> {
     let service = &pew_bus::worker::SERVICE;
-    if !pew_bus::is_running(connection, service).await? {
-        bail!(
-            "{} is not running ({} not on the bus)",
-            service.unit,
-            service.bus_name
-        );
-    }
+    crate::require_running(connection, service).await?;
     let worker = WorkerProxy::new(connection).await?;
     match command {
         Command::Show => {
