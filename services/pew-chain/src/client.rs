@@ -130,8 +130,9 @@ impl Chain {
             .build()
             .map_err(ChainError::HttpClient)?;
         let provider = RootProvider::new(RpcClient::new_http_with_client(http, url));
-        let chain_id = retry_rpc(&options.rpc_retry, "eth_chainId", async || {
-            provider.get_chain_id().await
+        let chain_id_provider = &provider;
+        let chain_id = retry_rpc(&options.rpc_retry, "eth_chainId", || async move {
+            chain_id_provider.get_chain_id().await
         })
         .await?;
         let sender = wallet.map(|wallet| Sender {
@@ -179,7 +180,7 @@ impl Chain {
 
     /// Latest block number.
     pub async fn block_number(&self) -> Result<u64, ChainError> {
-        self.rpc("eth_blockNumber", async || {
+        self.rpc("eth_blockNumber", || async move {
             self.inner.provider.get_block_number().await
         })
         .await
@@ -187,7 +188,7 @@ impl Chain {
 
     /// Native balance of `who`, in wei.
     pub async fn balance(&self, who: Address) -> Result<U256, ChainError> {
-        self.rpc("eth_getBalance", async || {
+        self.rpc("eth_getBalance", || async move {
             self.inner.provider.get_balance(who).await
         })
         .await
@@ -195,7 +196,7 @@ impl Chain {
 
     /// Runtime bytecode at `address` (empty for an account without code).
     pub async fn code_at(&self, address: Address) -> Result<Bytes, ChainError> {
-        self.rpc("eth_getCode", async || {
+        self.rpc("eth_getCode", || async move {
             self.inner.provider.get_code_at(address).await
         })
         .await
@@ -206,7 +207,8 @@ impl Chain {
         let request = TransactionRequest::default()
             .to(to)
             .input(TransactionInput::new(calldata.into()));
-        self.rpc("eth_call", async || {
+        let request = &request;
+        self.rpc("eth_call", || async move {
             self.inner.provider.call(request.clone()).await
         })
         .await
@@ -232,7 +234,8 @@ impl Chain {
             .input(TransactionInput::new(request.input.clone().into()));
         estimate.to = Some(request.to.map_or(TxKind::Create, TxKind::Call));
         estimate.from = self.sender_address();
-        self.rpc("eth_estimateGas", async || {
+        let estimate = &estimate;
+        self.rpc("eth_estimateGas", || async move {
             self.inner.provider.estimate_gas(estimate.clone()).await
         })
         .await
@@ -266,7 +269,7 @@ impl Chain {
             None => self.first_nonce(sender).await?,
         };
         let network_price = self
-            .rpc("eth_gasPrice", async || {
+            .rpc("eth_gasPrice", || async move {
                 self.inner.provider.get_gas_price().await
             })
             .await?;
@@ -281,11 +284,12 @@ impl Chain {
         };
         let (tx_hash, raw) = sign_legacy(transaction, &sender.wallet);
         tracing::debug!(%tx_hash, nonce, "sending transaction");
+        let raw = &raw;
         let sent = self
-            .rpc("eth_sendRawTransaction", async || {
+            .rpc("eth_sendRawTransaction", || async move {
                 self.inner
                     .provider
-                    .send_raw_transaction(&raw)
+                    .send_raw_transaction(raw)
                     .await
                     .map(|_| ())
             })
@@ -315,7 +319,7 @@ impl Chain {
     async fn first_nonce(&self, sender: &Sender) -> Result<u64, ChainError> {
         let address = sender.wallet.address();
         let pending = self
-            .rpc("eth_getTransactionCount", async || {
+            .rpc("eth_getTransactionCount", || async move {
                 self.inner
                     .provider
                     .get_transaction_count(address)
@@ -332,7 +336,7 @@ impl Chain {
 
     async fn is_known(&self, tx_hash: B256) -> Result<bool, ChainError> {
         let found = self
-            .rpc("eth_getTransactionByHash", async || {
+            .rpc("eth_getTransactionByHash", || async move {
                 self.inner.provider.get_transaction_by_hash(tx_hash).await
             })
             .await?;
@@ -346,7 +350,7 @@ impl Chain {
         let mut step = 0;
         loop {
             let receipt = self
-                .rpc("eth_getTransactionReceipt", async || {
+                .rpc("eth_getTransactionReceipt", || async move {
                     self.inner.provider.get_transaction_receipt(tx_hash).await
                 })
                 .await?;
@@ -362,11 +366,11 @@ impl Chain {
         }
     }
 
-    async fn rpc<T>(
-        &self,
-        method: &'static str,
-        operation: impl AsyncFnMut() -> TransportResult<T>,
-    ) -> Result<T, ChainError> {
+    async fn rpc<T, F, Fut>(&self, method: &'static str, operation: F) -> Result<T, ChainError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = TransportResult<T>>,
+    {
         retry_rpc(&self.inner.options.rpc_retry, method, operation).await
     }
 }
@@ -382,12 +386,18 @@ impl std::fmt::Debug for Chain {
     }
 }
 
-/// Runs `operation`, retrying while the endpoint cannot be reached.
-async fn retry_rpc<T>(
+/// Runs `operation`, retrying while the endpoint cannot be reached. (A closure returning a
+/// future rather than an `async` closure: the futures of `async` closures are not provably
+/// `Send`, and callers spawn chain calls on multi-threaded runtimes.)
+async fn retry_rpc<T, F, Fut>(
     policy: &RetryPolicy,
     method: &'static str,
-    mut operation: impl AsyncFnMut() -> TransportResult<T>,
-) -> Result<T, ChainError> {
+    mut operation: F,
+) -> Result<T, ChainError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = TransportResult<T>>,
+{
     let attempts = policy.attempts.max(1);
     let mut attempt = 1;
     loop {
@@ -499,5 +509,15 @@ mod tests {
             as_signed.recover(signed.signature_hash()).unwrap(),
             wallet.address()
         );
+    }
+
+    /// Compiled, never run: every chain call can be spawned on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn chain_futures_are_send(chain: &Chain) {
+        fn spawnable<T: Send>(_: T) {}
+        spawnable(chain.block_number());
+        spawnable(chain.task(B256::ZERO));
+        spawnable(chain.call(Address::ZERO, Vec::new()));
+        spawnable(chain.send(Address::ZERO, Vec::new(), 21_000));
     }
 }

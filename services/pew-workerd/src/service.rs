@@ -34,15 +34,8 @@ const PING_PERIOD: Duration = Duration::from_secs(10);
 /// One replicate at a time: a Pi's energy budget is planned per task.
 const CAPACITY: usize = 1;
 
-/// Runs the worker until SIGTERM. Replicates are local tasks, so this runs inside a
-/// [`tokio::task::LocalSet`].
+/// Runs the worker until SIGTERM.
 pub async fn run(config: WorkerdConfig, bus_address: Option<String>) -> Result<()> {
-    tokio::task::LocalSet::new()
-        .run_until(serve(config, bus_address))
-        .await
-}
-
-async fn serve(config: WorkerdConfig, bus_address: Option<String>) -> Result<()> {
     let wallet = Arc::new(crate::wallet::load(&config.wallet)?);
     let address = format!("{:#x}", wallet.address());
     tracing::info!(wallet = %address, scheduler = %config.scheduler_url, "pew-workerd starting");
@@ -502,10 +495,8 @@ impl Worker {
         };
         self.notifications.subscribe(&task);
         self.running.insert(task.clone(), sender);
-        // Local tasks: the daemon runs on one thread, and replicate futures hold borrows the
-        // compiler cannot prove Send for.
         self.tasks
-            .spawn_local(async move { (task, replicate.run(first, block).await) });
+            .spawn(async move { (task, replicate.run(first, block).await) });
     }
 
     async fn route(&mut self, notification: TaskNotification) {
