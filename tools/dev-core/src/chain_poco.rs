@@ -1,41 +1,21 @@
-//! [`SchedulerChain`] on a real PoCo hub, through `pew-chain`.
-//!
-//! `pew-chain`'s futures are not `Send` (they hold `async` closures that borrow the client,
-//! which rustc cannot prove `Send` for every lifetime), while the scheduler's handlers run on a
-//! multi-task server. The client therefore lives on a thread of its own, with a single-threaded
-//! runtime, and is driven through a channel: three primitive operations (block number,
-//! `eth_call`, transaction), everything else decoded here.
+//! [`SchedulerChain`] on a real PoCo hub, through `pew-chain`: three primitive operations
+//! (block number, `eth_call`, transaction), everything else decoded here.
 
 use std::path::PathBuf;
 
 use pew_chain::{Chain, ChainError};
 use pew_poco::abi::{self, ChainCategory, ChainContribution, ChainDeal, ChainTask};
 use pew_poco::{Address, B256, Wallet};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::{
     ChainContributionView, ChainDealView, ChainFault, ChainFuture, ChainTaskStatus, ChainTaskView,
     ContributionStatus, SchedulerChain, weight_from_score,
 };
 
-/// One operation for the client thread, with where to send its outcome.
-enum Operation {
-    BlockNumber(oneshot::Sender<Result<u64, ChainFault>>),
-    Call {
-        calldata: Vec<u8>,
-        reply: oneshot::Sender<Result<Vec<u8>, ChainFault>>,
-    },
-    Transact {
-        calldata: Vec<u8>,
-        gas: u64,
-        reply: oneshot::Sender<Result<u64, ChainFault>>,
-    },
-}
-
 /// The hub of a PoCo deployment, with the scheduler's wallet as transaction sender.
 #[derive(Debug, Clone)]
 pub struct PocoChain {
-    operations: mpsc::UnboundedSender<Operation>,
+    chain: Chain,
 }
 
 fn fault(error: ChainError) -> ChainFault {
@@ -64,90 +44,31 @@ impl PocoChain {
             .map_err(fault)
     }
 
-    /// Wraps an existing client (it must have the scheduler's wallet to send transactions) and
-    /// starts its thread, which ends when the last clone of the returned value is dropped.
+    /// Wraps an existing client (it must have the scheduler's wallet to send transactions).
     pub fn new(chain: Chain) -> Self {
-        let (operations, queue) = mpsc::unbounded_channel();
-        std::thread::Builder::new()
-            .name("dev-core-chain".into())
-            .spawn(move || serve(chain, queue))
-            .map_or_else(
-                // Without the thread every operation fails as "unreachable", which the
-                // scheduler reports like a dead node.
-                |error| tracing::error!(%error, "cannot start the chain client thread"),
-                |_| (),
-            );
-        Self { operations }
-    }
-
-    async fn ask<T>(
-        &self,
-        operation: impl FnOnce(oneshot::Sender<Result<T, ChainFault>>) -> Operation,
-    ) -> Result<T, ChainFault> {
-        let (reply, outcome) = oneshot::channel();
-        let gone = || ChainFault::Unreachable("chain client thread stopped".into());
-        self.operations.send(operation(reply)).map_err(|_| gone())?;
-        outcome.await.map_err(|_| gone())?
+        Self { chain }
     }
 
     async fn block(&self) -> Result<u64, ChainFault> {
-        self.ask(Operation::BlockNumber).await
+        self.chain.block_number().await.map_err(fault)
     }
 
     async fn view(&self, calldata: Vec<u8>) -> Result<Vec<u8>, ChainFault> {
-        self.ask(|reply| Operation::Call { calldata, reply }).await
+        self.chain
+            .call(self.chain.hub(), calldata)
+            .await
+            .map(|bytes| bytes.to_vec())
+            .map_err(fault)
     }
 
+    /// Sends a transaction to the hub and returns the block that included it.
     async fn send(&self, calldata: Vec<u8>, gas: u64) -> Result<u64, ChainFault> {
-        self.ask(|reply| Operation::Transact {
-            calldata,
-            gas,
-            reply,
-        })
-        .await
+        self.chain
+            .send(self.chain.hub(), calldata, gas)
+            .await
+            .map(|receipt| receipt.block_number)
+            .map_err(fault)
     }
-}
-
-/// The client thread: each operation runs as a local task, so a transaction waiting for its
-/// receipt does not hold up views (`pew-chain` itself keeps transactions one at a time).
-fn serve(chain: Chain, mut queue: mpsc::UnboundedReceiver<Operation>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(%error, "cannot start the chain client runtime");
-            return;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async move {
-        while let Some(operation) = queue.recv().await {
-            let chain = chain.clone();
-            tokio::task::spawn_local(async move {
-                // A dropped receiver means the caller gave up; nothing to tell it.
-                match operation {
-                    Operation::BlockNumber(reply) => {
-                        let _ = reply.send(chain.block_number().await.map_err(fault));
-                    }
-                    Operation::Call { calldata, reply } => {
-                        let outcome = chain.call(chain.hub(), calldata).await;
-                        let _ = reply.send(outcome.map(|bytes| bytes.to_vec()).map_err(fault));
-                    }
-                    Operation::Transact {
-                        calldata,
-                        gas,
-                        reply,
-                    } => {
-                        let outcome = chain.send(chain.hub(), calldata, gas).await;
-                        let _ =
-                            reply.send(outcome.map(|receipt| receipt.block_number).map_err(fault));
-                    }
-                }
-            });
-        }
-    });
 }
 
 fn task_status(status: abi::TaskStatus) -> ChainTaskStatus {
