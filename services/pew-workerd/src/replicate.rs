@@ -213,7 +213,16 @@ impl Replicate {
 
     async fn contribute_digest(&mut self, digest: B256) -> Result<NextAction, Exit> {
         reply_or_return!(self.report(ReplicateStatus::Contributing, None).await?);
-        match self.send_contribution(digest).await {
+        let mut backoff = chain_backoff();
+        let sent = loop {
+            match self.send_contribution(digest).await {
+                Err(StatusCause::ChainUnreachable) if !self.past_final_deadline() => {
+                    self.wait_for_chain(&mut backoff).await?;
+                }
+                sent => break sent,
+            }
+        };
+        match sent {
             Ok(receipt) => {
                 let next = self
                     .report(
@@ -242,7 +251,16 @@ impl Replicate {
             return Ok(NextAction::PleaseAbort);
         };
         reply_or_return!(self.report(ReplicateStatus::Revealing, None).await?);
-        match self.send_reveal(digest).await {
+        let mut backoff = chain_backoff();
+        let sent = loop {
+            match self.send_reveal(digest).await {
+                Err(StatusCause::ChainUnreachable) if !self.past_final_deadline() => {
+                    self.wait_for_chain(&mut backoff).await?;
+                }
+                sent => break sent,
+            }
+        };
+        match sent {
             Ok(receipt) => {
                 let next = self
                     .report(
@@ -916,6 +934,25 @@ impl Replicate {
         }
     }
 
+    /// The chain cannot be reached (a node restarting, the link down): giving up would abort the
+    /// replicate and lose its result, so wait and let the caller try again, unless told to
+    /// abort or stop meanwhile.
+    async fn wait_for_chain(&mut self, backoff: &mut Backoff) -> Result<(), Exit> {
+        let delay = backoff.next_delay();
+        tracing::warn!(task = %self.record.chain_task_id, "the chain does not answer; retrying in {delay:?}");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => Ok(()),
+            command = self.inbox.recv() => match command {
+                Some(Command::Abort(cause)) => Err(self.abort_now(cause).await),
+                Some(Command::Notification(n)) if n.task_notification_type == NextAction::PleaseAbort => {
+                    Err(self.abort_now(n.task_abort_cause().to_status_cause()).await)
+                }
+                Some(Command::Notification(_)) => Ok(()),
+                None => Err(Exit::Suspended),
+            },
+        }
+    }
+
     async fn abort_now(&mut self, cause: StatusCause) -> Exit {
         self.purge().await;
         let update = ReplicateStatusUpdate::with_cause(ReplicateStatus::Aborted, cause);
@@ -1008,6 +1045,14 @@ fn details_with_cause(cause: StatusCause) -> ReplicateStatusDetails {
         cause: Some(cause),
         ..Default::default()
     }
+}
+
+fn chain_backoff() -> Backoff {
+    Backoff::new(
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+        Jitter::Decorrelated,
+    )
 }
 
 fn retryable(error: &SchedulerError) -> bool {

@@ -125,7 +125,7 @@ pub async fn run(config: WorkerdConfig, bus_address: Option<String>) -> Result<(
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ask_period = Duration::from_millis(worker.ctx.public.ask_for_replicate_period_ms.max(1000));
     let mut next_ask = tokio::time::Instant::now();
-    let mut ask_backoff = Backoff::new(ask_period, Duration::from_secs(300), Jitter::Decorrelated);
+    let mut ask_backoff = Backoff::new(ask_period, Duration::from_secs(60), Jitter::Decorrelated);
     let watchdog_period = systemd::watchdog_interval().unwrap_or(Duration::from_secs(30));
     let mut watchdog = tokio::time::interval(watchdog_period);
 

@@ -97,6 +97,27 @@ async fn the_worker_runs_proves_and_recovers_tasks_with_real_peers() {
         .await
         .unwrap();
 
+    // The chain dropping while a task computes: the worker waits for it and loses nothing.
+    let cut_off = bed.deal(XS, "sleep 3", 1).await.unwrap()[0];
+    bed.wait_replicate(cut_off, ReplicateStatus::Computing, TASK_TIMEOUT)
+        .await
+        .unwrap();
+    bed.cut_chain(true);
+    let mut waited = 0;
+    while !bed.worker_log().contains("the chain does not answer") && waited < 120 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        waited += 1;
+    }
+    assert!(
+        bed.worker_log().contains("the chain does not answer"),
+        "{}",
+        bed.worker_log()
+    );
+    bed.cut_chain(false);
+    bed.wait_replicate(cut_off, ReplicateStatus::Completed, TASK_TIMEOUT)
+        .await
+        .unwrap();
+
     // Scheduler errors are retried with backoff and lose nothing.
     bed.core.inject_fault(Fault::status("/replicates/", 503, 4));
     let faulty = bed.deal(XS, "after faults", 1).await.unwrap()[0];

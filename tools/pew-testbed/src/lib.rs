@@ -8,6 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
 use anyhow::{Context, Result, bail};
 use dev_chain::DevChain;
 use dev_core::{ChainSettings, Config, DevCore, PocoChain};
@@ -31,6 +34,7 @@ pub struct Testbed {
     pub core: DevCore,
     pub worker_wallet: Wallet,
     worker: Option<Child>,
+    chain_link: ChainLink,
     /// The test app, registered on-chain.
     pub app: Address,
     /// A category of 5 s, for apps that overrun.
@@ -83,6 +87,7 @@ impl Testbed {
 
         let worker_wallet = Wallet::random();
         chain.fund_worker(worker_wallet.address()).await?;
+        let chain_link = ChainLink::start(&chain.rpc_url).await?;
         let mut testbed = Self {
             dir,
             bin_dir: bin_dir.to_owned(),
@@ -93,6 +98,7 @@ impl Testbed {
             core,
             worker_wallet,
             worker: None,
+            chain_link,
             app,
             short_category,
         };
@@ -155,6 +161,7 @@ impl Testbed {
             format!(
                 "name = \"testbed\"\nscheduler_url = {url:?}\ndata_dir = {data:?}\n\
                  [wallet]\nkeystore = {keystore:?}\npassword_file = {password:?}\n\
+                 [chain]\nrpc_url = {rpc:?}\n\
                  [engine]\nsocket = {socket:?}\ncpus = 1.0\nmemory_mib = 64\npids = 64\n\
                  [energy]\ncompute_power_w = 5.0\nexpected_task_s = 300\n",
                 url = self.core.base_url(),
@@ -162,6 +169,7 @@ impl Testbed {
                 keystore = wallet.join("keystore.json").display().to_string(),
                 password = wallet.join("password").display().to_string(),
                 socket = self.podman.socket().display().to_string(),
+                rpc = self.chain_link.url,
             ),
         )?;
         Ok(())
@@ -262,6 +270,12 @@ impl Testbed {
         worker.state().await.unwrap_or_default()
     }
 
+    /// Cuts (true) or restores (false) the worker's link to the chain: connections are dropped
+    /// and new ones refused, like a node restarting or a radio link going down.
+    pub fn cut_chain(&self, cut: bool) {
+        self.chain_link.cut.send_replace(cut);
+    }
+
     /// Containers the engine still holds.
     pub fn leftover_containers(&self) -> usize {
         self.podman
@@ -280,5 +294,44 @@ impl Drop for Testbed {
             let _ = powerd.kill();
             let _ = powerd.wait();
         }
+    }
+}
+
+/// A TCP relay between the worker and anvil that a test can cut.
+struct ChainLink {
+    url: String,
+    cut: watch::Sender<bool>,
+}
+
+impl ChainLink {
+    async fn start(rpc_url: &str) -> Result<Self> {
+        let upstream = rpc_url
+            .strip_prefix("http://")
+            .context("the dev chain's URL is not http://")?
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (cut, cuts) = watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if *cuts.borrow() {
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let mut cuts = cuts.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (mut client, mut server) = (client, server);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Ok(Self { url, cut })
     }
 }
