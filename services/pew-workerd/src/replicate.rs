@@ -212,48 +212,27 @@ impl Replicate {
     }
 
     async fn contribute_digest(&mut self, digest: B256) -> Result<NextAction, Exit> {
-        reply_or_return!(self.report(ReplicateStatus::Contributing, None).await?);
-        let mut backoff = chain_backoff();
-        let sent = loop {
-            match self.send_contribution(digest).await {
-                Err(StatusCause::ChainUnreachable) if !self.past_final_deadline() => {
-                    self.wait_for_chain(&mut backoff).await?;
-                }
-                sent => break sent,
-            }
-        };
-        match sent {
-            Ok(receipt) => {
-                let next = self
-                    .report(
-                        ReplicateStatus::Contributed,
-                        Some(ReplicateStatusDetails {
-                            chain_receipt: Some(receipt),
-                            ..Default::default()
-                        }),
-                    )
-                    .await;
-                self.ctx.board.count(Counter::Contributed);
-                next
-            }
-            Err(cause) => {
-                self.report(
-                    ReplicateStatus::ContributeFailed,
-                    Some(details_with_cause(cause)),
-                )
-                .await
-            }
-        }
+        self.prove(Proof::Contribution, digest).await
     }
 
     async fn reveal(&mut self) -> Result<NextAction, Exit> {
         let Some(digest) = self.digest() else {
             return Ok(NextAction::PleaseAbort);
         };
-        reply_or_return!(self.report(ReplicateStatus::Revealing, None).await?);
+        self.prove(Proof::Reveal, digest).await
+    }
+
+    /// Reports the proof as ongoing, sends its transaction (waiting out an unreachable chain),
+    /// then reports it done with its receipt, or failed with the cause.
+    async fn prove(&mut self, proof: Proof, digest: B256) -> Result<NextAction, Exit> {
+        reply_or_return!(self.report(proof.ongoing(), None).await?);
         let mut backoff = chain_backoff();
         let sent = loop {
-            match self.send_reveal(digest).await {
+            let attempt = match proof {
+                Proof::Contribution => self.send_contribution(digest).await,
+                Proof::Reveal => self.send_reveal(digest).await,
+            };
+            match attempt {
                 Err(StatusCause::ChainUnreachable) if !self.past_final_deadline() => {
                     self.wait_for_chain(&mut backoff).await?;
                 }
@@ -262,24 +241,17 @@ impl Replicate {
         };
         match sent {
             Ok(receipt) => {
-                let next = self
-                    .report(
-                        ReplicateStatus::Revealed,
-                        Some(ReplicateStatusDetails {
-                            chain_receipt: Some(receipt),
-                            ..Default::default()
-                        }),
-                    )
-                    .await;
-                self.ctx.board.count(Counter::Revealed);
+                let details = ReplicateStatusDetails {
+                    chain_receipt: Some(receipt),
+                    ..Default::default()
+                };
+                let next = self.report(proof.done(), Some(details)).await;
+                self.ctx.board.count(proof.counter());
                 next
             }
             Err(cause) => {
-                self.report(
-                    ReplicateStatus::RevealFailed,
-                    Some(details_with_cause(cause)),
-                )
-                .await
+                self.report(proof.failed(), Some(details_with_cause(cause)))
+                    .await
             }
         }
     }
@@ -1026,6 +998,43 @@ impl Replicate {
         self.task
             .as_ref()
             .is_some_and(|task| task.final_deadline > 0 && task.final_deadline <= now() as u64)
+    }
+}
+
+/// The two on-chain proofs of Proof-of-Contribution, with the statuses and counter of each.
+#[derive(Debug, Clone, Copy)]
+enum Proof {
+    Contribution,
+    Reveal,
+}
+
+impl Proof {
+    fn ongoing(self) -> ReplicateStatus {
+        match self {
+            Proof::Contribution => ReplicateStatus::Contributing,
+            Proof::Reveal => ReplicateStatus::Revealing,
+        }
+    }
+
+    fn done(self) -> ReplicateStatus {
+        match self {
+            Proof::Contribution => ReplicateStatus::Contributed,
+            Proof::Reveal => ReplicateStatus::Revealed,
+        }
+    }
+
+    fn failed(self) -> ReplicateStatus {
+        match self {
+            Proof::Contribution => ReplicateStatus::ContributeFailed,
+            Proof::Reveal => ReplicateStatus::RevealFailed,
+        }
+    }
+
+    fn counter(self) -> Counter {
+        match self {
+            Proof::Contribution => Counter::Contributed,
+            Proof::Reveal => Counter::Revealed,
+        }
     }
 }
 

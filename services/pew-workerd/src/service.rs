@@ -280,16 +280,21 @@ impl Worker {
         }
     }
 
+    /// Publishes the state; systemd hears of it only when it changes (the loop runs at every
+    /// event, the state changes rarely).
     fn publish_state(&self) {
-        let state = self.situation().state();
+        let state = self.situation().state().to_string();
+        let changed = self.ctx.board.published().state != state;
         let registration = self.registration.clone();
         self.ctx.board.publish(|p| {
-            p.state = state.to_string();
+            p.state = state.clone();
             if let Registration::Failing(reason) = registration {
                 p.detail = reason;
             }
         });
-        systemd::status(&format!("{state}"));
+        if changed {
+            systemd::status(&state);
+        }
     }
 
     /// Pings, and registers first when not registered or when the scheduler restarted (its
