@@ -97,6 +97,10 @@ pub trait Power {
     #[zbus(property)]
     fn source(&self) -> zbus::Result<String>;
 
+    /// A lease ran out before its holder released it; its energy is back in the budget.
+    #[zbus(signal)]
+    fn lease_expired(&self, lease_id: String, wh: f64, reason: String) -> zbus::Result<()>;
+
     /// The power mode changed.
     #[zbus(signal)]
     fn mode_changed(&self, old: String, new: String, reason: String) -> zbus::Result<()>;

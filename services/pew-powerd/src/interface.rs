@@ -169,6 +169,16 @@ impl PowerInterface {
         self.core.lock().await.source_name().to_owned()
     }
 
+    // A lease ran out before its holder released it. (A doc comment would become part of the
+    // introspected contract.)
+    #[zbus(signal)]
+    pub async fn lease_expired(
+        emitter: &SignalEmitter<'_>,
+        lease_id: &str,
+        wh: f64,
+        reason: &str,
+    ) -> zbus::Result<()>;
+
     // The `ModeChanged` signal, named `mode_transition` in Rust because zbus already generates
     // `mode_changed` to announce changes of the `Mode` property.
     #[zbus(signal, name = "ModeChanged")]

@@ -323,6 +323,16 @@ async fn sample(
             }
             Event::LeaseExpired(lease) => {
                 tracing::info!(lease = %lease.id, wh = lease.wh, reason = %lease.reason, "energy lease expired unreleased");
+                if let Err(error) = PowerInterface::lease_expired(
+                    interface.signal_emitter(),
+                    &lease.id,
+                    lease.wh,
+                    &lease.reason,
+                )
+                .await
+                {
+                    tracing::warn!(%error, "cannot emit LeaseExpired");
+                }
                 core.save(now);
             }
         }

@@ -282,6 +282,34 @@ async fn leases_are_granted_listed_and_released_on_a_sunny_day() {
     assert!(power.list_leases().await.unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn a_lease_left_to_run_out_is_announced_and_returned_to_the_budget() {
+    // At 60 simulated seconds per second a 60 s lease runs out within about a second.
+    let node = Node::start(&SUNNY_NOON_FULL.replace("speed = 1.0", "speed = 60.0"));
+    let connection = node.connect().await;
+    let power = PowerProxy::new(&connection).await.unwrap();
+    wait_for_budget(&power, 2.0).await;
+    let mut expiries = power.receive_lease_expired().await.unwrap();
+    let grant = power
+        .request_budget(1.0, 60, "left to expire")
+        .await
+        .unwrap();
+    assert!(grant.granted, "{grant:?}");
+    let expired = tokio::time::timeout(Duration::from_secs(30), expiries.next())
+        .await
+        .expect("no LeaseExpired within 30 s")
+        .expect("the signal stream ended");
+    let args = expired.args().unwrap();
+    assert_eq!(args.lease_id(), &grant.lease_id);
+    assert_eq!(*args.wh(), 1.0);
+    assert_eq!(args.reason(), "left to expire");
+    assert!(power.list_leases().await.unwrap().is_empty());
+    assert!(
+        !power.release_budget(&grant.lease_id).await.unwrap(),
+        "an expired lease cannot be released"
+    );
+}
+
 /// Noon in June (Greensboro) with a full battery: energy to spare.
 const SUNNY_NOON_FULL: &str = "start = 1781712000\nspeed = 1.0\ninitial_soc = 1.0";
 

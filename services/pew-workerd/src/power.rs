@@ -3,9 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use pew_bus::power::PowerProxy;
+use futures_util::StreamExt;
+use pew_bus::power::{LeaseExpiredStream, ModeChangedStream, PowerProxy};
 use tokio::sync::oneshot;
+use zbus::proxy::OwnerChangedStream;
 
+use crate::activity::PowerMode;
 use crate::energy::EnergyIntegrator;
 
 /// Node power is sampled this often while a task computes.
@@ -16,6 +19,53 @@ const SAMPLE_PERIOD: Duration = Duration::from_secs(2);
 pub enum Grant {
     Granted { lease_id: String },
     Refused { reason: String },
+}
+
+/// What the power manager announces that the worker acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PowerEvent {
+    Mode(PowerMode),
+    /// The id of a lease that ran out unreleased.
+    LeaseExpired(String),
+    /// The power manager's bus name changed hands: it restarted, and its leases are gone.
+    Restarted,
+}
+
+/// The power manager's announcements as one stream.
+pub struct PowerEvents {
+    modes: ModeChangedStream,
+    expiries: LeaseExpiredStream,
+    owners: OwnerChangedStream<'static>,
+}
+
+impl PowerEvents {
+    pub async fn subscribe(power: &PowerLink) -> zbus::Result<Self> {
+        Ok(Self {
+            modes: power.proxy.receive_mode_changed().await?,
+            expiries: power.proxy.receive_lease_expired().await?,
+            owners: power.proxy.inner().receive_owner_changed().await?,
+        })
+    }
+
+    /// The next announcement; None once the bus connection is gone.
+    pub async fn next(&mut self) -> Option<PowerEvent> {
+        loop {
+            let event = tokio::select! {
+                change = self.modes.next() => change?
+                    .args()
+                    .ok()
+                    .map(|args| PowerEvent::Mode(PowerMode::parse(args.new()))),
+                expiry = self.expiries.next() => expiry?
+                    .args()
+                    .ok()
+                    .map(|args| PowerEvent::LeaseExpired(args.lease_id().clone())),
+                _owner = self.owners.next() => Some(PowerEvent::Restarted),
+            };
+            if let Some(event) = event {
+                return Some(event);
+            }
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use futures_util::StreamExt;
 use pew_chain::Chain;
 use pew_containers::Engine;
 use pew_daemon::systemd;
@@ -26,7 +25,7 @@ use crate::config::{CriticalPolicy, WorkerdConfig};
 use crate::context::Context;
 use crate::interface::WorkerInterface;
 use crate::journal::{Journal, ReplicateRecord};
-use crate::power::{Grant, PowerLink};
+use crate::power::{Grant, PowerEvent, PowerEvents, PowerLink};
 use crate::replicate::{Command, Exit, Replicate, now};
 
 /// The scheduler's liveness limit is 60 s; ping well inside it (§1.2).
@@ -109,15 +108,16 @@ pub async fn run(config: WorkerdConfig, bus_address: Option<String>) -> Result<(
         session: None,
         power_mode: PowerMode::Unknown,
         energy_refused: false,
+        standing_lease: None,
     };
     let mut published = board.watch_published();
     let mut controls = board.watch_controls();
     let mut last_announced = board.published();
     let mut notes = notes;
-    let mut modes = match &power {
+    let mut power_events = match &power {
         Some(power) => {
             worker.power_mode = PowerMode::parse(&power.mode().await);
-            Some(power.proxy().receive_mode_changed().await?)
+            Some(PowerEvents::subscribe(power).await?)
         }
         None => None,
     };
@@ -152,9 +152,11 @@ pub async fn run(config: WorkerdConfig, bus_address: Option<String>) -> Result<(
                 }
             }
             Ok(()) = controls.changed() => {}
-            Some(change) = async { match modes.as_mut() { Some(m) => m.next().await, None => None } } => {
-                if let Ok(args) = change.args() {
-                    worker.power_changed(PowerMode::parse(args.new())).await;
+            Some(event) = async { match power_events.as_mut() { Some(events) => events.next().await, None => None } } => {
+                match event {
+                    PowerEvent::Mode(mode) => worker.power_changed(mode).await,
+                    PowerEvent::LeaseExpired(lease) => worker.lease_expired(&lease),
+                    PowerEvent::Restarted => worker.power_manager_restarted().await,
                 }
             }
             Ok(()) = published.changed() => {
@@ -172,6 +174,7 @@ pub async fn run(config: WorkerdConfig, bus_address: Option<String>) -> Result<(
         }
     }
     systemd::stopping();
+    worker.release_standing_lease().await;
     // Replicates stop where they are; the journal and the results on disk let the next start
     // recover them with the scheduler.
     worker.running.clear();
@@ -264,6 +267,14 @@ struct Worker {
     session: Option<String>,
     power_mode: PowerMode,
     energy_refused: bool,
+    standing_lease: Option<StandingLease>,
+}
+
+/// Energy reserved while idle for the next replicate.
+struct StandingLease {
+    id: String,
+    wh: f64,
+    renew_at: tokio::time::Instant,
 }
 
 impl Worker {
@@ -410,74 +421,108 @@ impl Worker {
 
     /// Asks the scheduler for a replicate when allowed, with energy reserved first.
     async fn ask(&mut self) -> Result<()> {
-        // The mode signal can be missed while the power manager restarts; read it again.
-        if let Some(power) = &self.ctx.power {
-            self.power_mode = PowerMode::parse(&power.mode().await);
-        }
         if !self.situation().may_ask() {
+            self.release_standing_lease().await;
             return Ok(());
         }
-        let lease = match &self.ctx.power {
-            None => {
+        let Some(lease) = self.hold_energy().await else {
+            return Ok(());
+        };
+        let block = self.ctx.chain.block_number().await?;
+        if block == 0 {
+            return Ok(());
+        }
+        let Some(summary) = self.ctx.scheduler.available_replicate(block).await? else {
+            return Ok(());
+        };
+        // The energy held for asking now belongs to this replicate.
+        self.standing_lease = None;
+        let mut record = ReplicateRecord::new(summary.workerpool_authorization, now());
+        record.lease_id = Some(lease);
+        if let Err(e) = self.ctx.journal.save(&record) {
+            tracing::error!("cannot journal a new replicate: {e}");
+        }
+        tracing::info!(task = %record.chain_task_id, at_ms = crate::replicate::unix_millis(std::time::SystemTime::now()), "replicate received");
+        self.spawn(record, NextAction::PleaseStart, None);
+        Ok(())
+    }
+
+    /// The standing lease's id: energy for the next task, held across asks and renewed at half
+    /// its life or when the need grew, so that an idle worker talks to the power manager once
+    /// every few minutes instead of twice per ask. None when the power manager refuses.
+    async fn hold_energy(&mut self) -> Option<String> {
+        let Some(power) = &self.ctx.power else {
+            self.energy_refused = true;
+            self.ctx
+                .board
+                .publish(|p| p.detail = "no power manager".into());
+            return None;
+        };
+        let need = self.ctx.board.profiles().need(
+            None,
+            self.ctx.config.energy.expected_task_s,
+            self.ctx.config.energy.margin,
+        );
+        let now = tokio::time::Instant::now();
+        if let Some(held) = &self.standing_lease
+            && now < held.renew_at
+            && held.wh >= need.wh
+        {
+            return Some(held.id.clone());
+        }
+        let grant = power
+            .request(need.wh, need.seconds, "iExec task (asking)")
+            .await;
+        self.release_standing_lease().await;
+        match grant {
+            Grant::Granted { lease_id } => {
+                if self.energy_refused {
+                    self.ctx.board.publish(|p| p.detail.clear());
+                }
+                self.energy_refused = false;
+                self.standing_lease = Some(StandingLease {
+                    id: lease_id.clone(),
+                    wh: need.wh,
+                    renew_at: now + Duration::from_secs(u64::from(need.seconds) / 2),
+                });
+                Some(lease_id)
+            }
+            Grant::Refused { reason } => {
                 self.energy_refused = true;
                 self.ctx
                     .board
-                    .publish(|p| p.detail = "no power manager".into());
-                return Ok(());
+                    .publish(|p| p.detail = format!("energy refused: {reason}"));
+                None
             }
-            Some(power) => {
-                let need = self.ctx.board.profiles().need(
-                    None,
-                    self.ctx.config.energy.expected_task_s,
-                    self.ctx.config.energy.margin,
-                );
-                match power
-                    .request(need.wh, need.seconds, "iExec task (asking)")
-                    .await
-                {
-                    Grant::Granted { lease_id } => {
-                        if self.energy_refused {
-                            self.ctx.board.publish(|p| p.detail.clear());
-                        }
-                        self.energy_refused = false;
-                        lease_id
-                    }
-                    Grant::Refused { reason } => {
-                        self.energy_refused = true;
-                        self.ctx
-                            .board
-                            .publish(|p| p.detail = format!("energy refused: {reason}"));
-                        return Ok(());
-                    }
-                }
-            }
-        };
-        let offer = async {
-            let block = self.ctx.chain.block_number().await?;
-            if block == 0 {
-                return Ok(None);
-            }
-            Ok::<_, anyhow::Error>(self.ctx.scheduler.available_replicate(block).await?)
         }
-        .await;
-        match offer {
-            Ok(Some(summary)) => {
-                let mut record = ReplicateRecord::new(summary.workerpool_authorization, now());
-                record.lease_id = Some(lease);
-                if let Err(e) = self.ctx.journal.save(&record) {
-                    tracing::error!("cannot journal a new replicate: {e}");
-                }
-                tracing::info!(task = %record.chain_task_id, at_ms = crate::replicate::unix_millis(std::time::SystemTime::now()), "replicate received");
-                self.spawn(record, NextAction::PleaseStart, None);
-                Ok(())
-            }
-            Ok(None) => {
-                self.release(&lease).await;
-                Ok(())
-            }
-            Err(e) => {
-                self.release(&lease).await;
-                Err(e)
+    }
+
+    async fn release_standing_lease(&mut self) {
+        if let Some(held) = self.standing_lease.take() {
+            self.release(&held.id).await;
+        }
+    }
+
+    /// A lease ran out on the power manager's clock (which a simulation may run fast): the
+    /// standing one is requested again at the next ask.
+    fn lease_expired(&mut self, lease: &str) {
+        if self
+            .standing_lease
+            .as_ref()
+            .is_some_and(|held| held.id == lease)
+        {
+            self.standing_lease = None;
+        }
+    }
+
+    /// The power manager restarted (or appeared): its leases are gone, and a mode change may
+    /// have been missed meanwhile.
+    async fn power_manager_restarted(&mut self) {
+        self.standing_lease = None;
+        if let Some(power) = &self.ctx.power {
+            let mode = PowerMode::parse(&power.mode().await);
+            if mode != self.power_mode {
+                self.power_changed(mode).await;
             }
         }
     }

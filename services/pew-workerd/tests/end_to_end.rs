@@ -44,7 +44,7 @@ async fn the_worker_runs_proves_and_recovers_tasks_with_real_peers() {
         assert_eq!(status, TaskStatus::Completed, "task {task}");
         assert_eq!(contribution, ContributionStatus::Proved, "task {task}");
         assert!(
-            bed.core.stored_result(*task).is_some(),
+            bed.pool.core.stored_result(*task).is_some(),
             "task {task}: no result uploaded"
         );
     }
@@ -72,7 +72,10 @@ async fn the_worker_runs_proves_and_recovers_tasks_with_real_peers() {
     assert_eq!(computed_update(&bed, failing, &worker).0, Some(3));
 
     // An app that overruns its category is stopped and reported as a compute timeout.
-    let overrun = bed.deal(bed.short_category, "sleep 120", 1).await.unwrap()[0];
+    let overrun = bed
+        .deal(bed.pool.short_category, "sleep 120", 1)
+        .await
+        .unwrap()[0];
     bed.wait_replicate(overrun, ReplicateStatus::Aborted, TASK_TIMEOUT)
         .await
         .unwrap();
@@ -119,7 +122,9 @@ async fn the_worker_runs_proves_and_recovers_tasks_with_real_peers() {
         .unwrap();
 
     // Scheduler errors are retried with backoff and lose nothing.
-    bed.core.inject_fault(Fault::status("/replicates/", 503, 4));
+    bed.pool
+        .core
+        .inject_fault(Fault::status("/replicates/", 503, 4));
     let faulty = bed.deal(XS, "after faults", 1).await.unwrap()[0];
     bed.wait_replicate(faulty, ReplicateStatus::Completed, TASK_TIMEOUT)
         .await
@@ -139,7 +144,7 @@ async fn the_worker_runs_proves_and_recovers_tasks_with_real_peers() {
     assert_eq!(state, "paused-for-energy", "{}", bed.worker_log());
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(
-        bed.core.replicate(waiting, &worker).is_none(),
+        bed.pool.core.replicate(waiting, &worker).is_none(),
         "a replicate was taken in critical mode"
     );
     bed.start_powerd(0.8).unwrap();
@@ -150,7 +155,7 @@ async fn the_worker_runs_proves_and_recovers_tasks_with_real_peers() {
 
 /// The task's on-chain status and this worker's contribution status.
 async fn chain_task(bed: &Testbed, task: B256) -> (TaskStatus, ContributionStatus) {
-    let chain = pew_chain::Chain::connect(&bed.chain.rpc_url, bed.chain.hub, None, None)
+    let chain = pew_chain::Chain::connect(&bed.pool.chain.rpc_url, bed.pool.chain.hub, None, None)
         .await
         .unwrap();
     let status = chain.task(task).await.unwrap().status;
@@ -164,7 +169,7 @@ async fn chain_task(bed: &Testbed, task: B256) -> (TaskStatus, ContributionStatu
 
 /// The exit code and cause the worker reported with COMPUTED.
 fn computed_update(bed: &Testbed, task: B256, worker: &str) -> (Option<i32>, Option<StatusCause>) {
-    let replicate = bed.core.replicate(task, worker).expect("replicate");
+    let replicate = bed.pool.core.replicate(task, worker).expect("replicate");
     let computed = replicate
         .history()
         .iter()

@@ -94,6 +94,33 @@ pub enum InstallAction {
 }
 
 impl Manifest {
+    /// A manifest in the format this image reads, listing `files`.
+    pub fn new(files: Vec<ProvisionedFile>) -> Self {
+        Self {
+            format: FORMAT_VERSION,
+            files,
+        }
+    }
+
+    /// The `provision/manifest.toml` text that [`Manifest::parse`] reads back as `self`.
+    pub fn to_text(&self) -> String {
+        let mut text = format!("format = {}\n", self.format);
+        for file in &self.files {
+            text.push_str(&format!(
+                "\n[[file]]\nsource = {}\ndestination = {}\nowner = {}\ngroup = {}\n\
+                 mode = \"{:04o}\"\nsecret = {}\nsha256 = \"{}\"\n",
+                toml_string(&file.source),
+                toml_string(&file.destination),
+                toml_string(&file.owner),
+                toml_string(&file.group),
+                file.mode,
+                file.secret,
+                file.sha256,
+            ));
+        }
+        text
+    }
+
     /// Parses and checks `provision/manifest.toml` text; errors name the file, line and key.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let manifest: Manifest = config::parse(path, text)?;
@@ -235,6 +262,22 @@ impl ProvisionedFile {
     }
 }
 
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for character in text.chars() {
+        match character {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
 fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
@@ -365,6 +408,33 @@ mod tests {
             })
         );
         assert_eq!(plan.len(), 3 + 2 + 3);
+    }
+
+    #[test]
+    fn a_written_manifest_reads_back_the_same() {
+        let file = |source: &str, destination: &str, mode, secret| ProvisionedFile {
+            source: source.to_owned(),
+            destination: destination.to_owned(),
+            owner: "root".to_owned(),
+            group: "pew".to_owned(),
+            mode,
+            secret,
+            sha256: HASH.parse().unwrap(),
+        };
+        let written = Manifest::new(vec![
+            file(
+                "key \"1\".json",
+                "/var/lib/pew/wallet/keystore.json",
+                0o600,
+                true,
+            ),
+            file("site.toml", "/var/lib/pew/site.toml", 0o644, false),
+        ]);
+        let text = written.to_text();
+        assert!(text.contains("mode = \"0600\""), "{text}");
+        let read = Manifest::parse(Path::new("provision/manifest.toml"), &text).unwrap();
+        assert_eq!(read, written);
+        assert_eq!(toml_string("a\\b\tc"), "\"a\\\\b\\u0009c\"");
     }
 
     #[test]

@@ -3,42 +3,33 @@
 //! hardware, a private dbus-daemon, dev-core as the workerpool's scheduler, and pew-workerd.
 //! The end-to-end tests, `cargo xtask bench worker` and the dev node build on it.
 
+mod workerpool;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use anyhow::{Context, Result, bail};
-use dev_chain::DevChain;
-use dev_core::{ChainSettings, Config, DevCore, PocoChain};
+use anyhow::{Context, Result};
 use pew_containers::testing::PodmanService;
 use pew_devbus::DevBus;
 use pew_iexec::status::ReplicateStatus;
-use pew_poco::{Address, B256, Wallet};
+use pew_poco::{B256, Wallet};
 
-/// The test app's image, loaded into podman from a static binary (no registry).
-pub const APP_IMAGE: &str = "localhost/pew-test-app:1";
-/// PoCo's XS category (300 s).
-pub const XS: u64 = 0;
+pub use workerpool::{APP_IMAGE, Workerpool, WorkerpoolSettings, XS};
 
 pub struct Testbed {
     dir: tempfile::TempDir,
     bin_dir: PathBuf,
     bus: DevBus,
     powerd: Option<Child>,
-    pub chain: DevChain,
+    pub pool: Workerpool,
     pub podman: PodmanService,
-    pub core: DevCore,
     pub worker_wallet: Wallet,
     worker: Option<Child>,
     chain_link: ChainLink,
-    /// The test app, registered on-chain.
-    pub app: Address,
-    /// A category of 5 s, for apps that overrun.
-    pub short_category: u64,
 }
 
 impl Testbed {
@@ -46,61 +37,26 @@ impl Testbed {
     pub async fn start(bin_dir: &Path) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let bus = DevBus::start().context("private bus")?;
-        let chain = DevChain::start(dir.path()).await.context("dev chain")?;
+        let pool = Workerpool::start(dir.path(), &WorkerpoolSettings::local()).await?;
         let podman = PodmanService::start().context("podman API service")?;
-        let engine = podman.engine().await?;
-        let host_target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
-        let binary = pew_containers::testing::build_test_app(&host_target)
-            .context("building the test app")?;
-        let archive = pew_containers::testapp::docker_archive(
-            &std::fs::read(&binary)?,
-            APP_IMAGE,
-            std::env::consts::ARCH,
-        );
-        engine.load(archive).await.context("loading the test app")?;
-        let app = chain.deploy_app(APP_IMAGE, B256::ZERO).await?;
-        let short_category = chain.create_category("TEST-5S", 5).await?;
-
-        let scheduler_chain = PocoChain::connect(
-            &chain.rpc_url,
-            chain.hub,
-            &chain.scheduler,
-            Some(dir.path().join("scheduler-nonce")),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("scheduler chain: {e:?}"))?;
-        let mut config = Config::new(
-            chain.scheduler.clone(),
-            chain.workerpool,
-            ChainSettings {
-                chain_id: chain.chain_id,
-                sidechain: true,
-                node_url: chain.rpc_url.clone(),
-                hub: chain.hub,
-                block_time: Duration::from_secs(1),
-            },
-        );
-        config.ask_for_replicate_period = Duration::from_secs(1);
-        config.timing.task_check_every = Duration::from_secs(2);
-        config.timing.chain_check_interval = Duration::from_secs(1);
-        let core = DevCore::start(config, Arc::new(scheduler_chain)).await?;
-
-        let worker_wallet = Wallet::random();
-        chain.fund_worker(worker_wallet.address()).await?;
-        let chain_link = ChainLink::start(&chain.rpc_url).await?;
+        podman
+            .engine()
+            .await?
+            .load(pool.app_archive.clone())
+            .await
+            .context("loading the test app")?;
+        let worker_wallet = pool.enroll_worker().await?;
+        let chain_link = ChainLink::start(&pool.chain.rpc_url).await?;
         let mut testbed = Self {
             dir,
             bin_dir: bin_dir.to_owned(),
             bus,
             powerd: None,
-            chain,
+            pool,
             podman,
-            core,
             worker_wallet,
             worker: None,
             chain_link,
-            app,
-            short_category,
         };
         testbed.start_powerd(0.8)?;
         testbed.write_worker_files()?;
@@ -164,7 +120,7 @@ impl Testbed {
                  [chain]\nrpc_url = {rpc:?}\n\
                  [engine]\nsocket = {socket:?}\ncpus = 1.0\nmemory_mib = 64\npids = 64\n\
                  [energy]\ncompute_power_w = 5.0\nexpected_task_s = 300\n",
-                url = self.core.base_url(),
+                url = self.pool.core.base_url(),
                 data = self.dir.path().join("worker").display().to_string(),
                 keystore = wallet.join("keystore.json").display().to_string(),
                 password = wallet.join("password").display().to_string(),
@@ -223,12 +179,7 @@ impl Testbed {
 
     /// A deal of `tasks` tasks of the test app with `args`, published to the scheduler.
     pub async fn deal(&self, category: u64, args: &str, tasks: u32) -> Result<Vec<B256>> {
-        let params = format!("{{\"iexec_args\":{args:?}}}");
-        let deal = self
-            .chain
-            .create_deal(self.app, category, &params, tasks, 1)
-            .await?;
-        Ok(self.core.publish_deal(deal, u64::from(tasks)).await?)
+        self.pool.deal(category, args, tasks).await
     }
 
     /// Waits until this worker's replicate of `task` went through `status`; the error carries
@@ -239,20 +190,10 @@ impl Testbed {
         status: ReplicateStatus,
         within: Duration,
     ) -> Result<()> {
-        let worker = self.worker_address();
-        if self
-            .core
-            .wait_for_replicate_status(task, &worker, status, within)
+        self.pool
+            .wait_replicate(task, &self.worker_address(), status, within)
             .await
-            .is_err()
-        {
-            bail!(
-                "task {task} never reached {status}: replicate {:?}\nworker log:\n{}",
-                self.core.replicate_statuses(task, &worker),
-                self.worker_log()
-            );
-        }
-        Ok(())
+            .map_err(|error| error.context(format!("worker log:\n{}", self.worker_log())))
     }
 
     pub async fn bus(&self) -> Result<zbus::Connection> {

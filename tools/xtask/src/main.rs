@@ -10,6 +10,7 @@ mod qemu;
 mod sim;
 mod uboot;
 mod weather;
+mod workerpool;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -13,13 +13,15 @@ mod base64;
 mod boot;
 pub mod bootfat;
 mod check;
-mod console;
+pub mod console;
 mod guest;
 pub mod machine;
 mod mbr;
+mod pool;
 mod update;
 mod verdict;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,7 +33,9 @@ use pew_image::layout::{PartitionRole, SECTOR_BYTES};
 use pew_image::recipe::Recipe;
 
 use crate::image::{self, ToolsTree};
+use crate::workerpool::{DevWorkerpool, XS_CATEGORY};
 use crate::{host, process};
+use agent::Agent;
 use boot::BootSettings;
 pub use boot::Milestones;
 use bootfat::{BootFat, Mtools, describe};
@@ -139,6 +143,8 @@ struct Setup {
     run_disk: PathBuf,
     card_sectors: u64,
     timeout: Duration,
+    /// The workerpool the node's pew-workerd works for, when the image has it.
+    pool: Option<RefCell<DevWorkerpool>>,
 }
 
 impl Setup {
@@ -190,7 +196,14 @@ impl Setup {
             args.card_mib,
             run_dir.path().display()
         );
-        Ok(Self {
+        let pool = if services.iter().any(|service| service.unit == WORKER_UNIT) {
+            Some(RefCell::new(pool::start(
+                &run_dir.path().join("workerpool"),
+            )?))
+        } else {
+            None
+        };
+        let setup = Self {
             layout_differences,
             image,
             table,
@@ -205,7 +218,52 @@ impl Setup {
             run_disk,
             card_sectors: card_bytes / SECTOR_BYTES,
             timeout: Duration::from_secs(args.timeout),
-        })
+            pool,
+        };
+        if let Some(pool) = &setup.pool {
+            pool::provision(&pool.borrow(), &setup.boot_fat(), setup.run_dir())?;
+        }
+        Ok(setup)
+    }
+
+    /// The arm64 test app loaded into the running node's engine and `tasks` tasks of it
+    /// published (`args`: the app's arguments); returns their ids, or none without a pool.
+    fn publish_tasks(&self, agent: &mut Agent, tasks: u32, args: &str) -> Result<Vec<String>> {
+        let Some(pool) = &self.pool else {
+            return Ok(Vec::new());
+        };
+        let mut pool = pool.borrow_mut();
+        pool::load_app(&pool, agent).context("cannot load the test app into the node")?;
+        pool.deal(tasks, XS_CATEGORY, args)
+    }
+
+    /// Publishes one task on the running node and waits until it is COMPLETED; the line
+    /// returned says how long it took and what the app saw, or why it did not complete.
+    fn run_task(&self, agent: &mut Agent) -> Option<Result<String>> {
+        let pool = self.pool.as_ref()?;
+        let started = std::time::Instant::now();
+        let outcome = self.publish_tasks(agent, 1, "probe").and_then(|tasks| {
+            let task = tasks.first().context("the deal has no task")?;
+            pool.borrow_mut().wait(task, TASK_TIMEOUT)
+        });
+        Some(outcome.and_then(|outcome| {
+            let sandbox: Vec<&str> = outcome.stdout.lines().take(12).collect();
+            ensure!(
+                outcome.status.as_deref() == Some("COMPLETED"),
+                "task {} ended {:?} after {:?}; worker journal:\n{}",
+                outcome.task,
+                outcome.status,
+                outcome.statuses,
+                worker_journal(agent)
+            );
+            Ok(format!(
+                "task {} COMPLETED {:.1} s after publication ({:.1} s with the app load), contributed, revealed and finalized on-chain; the app saw:\n    {}",
+                outcome.task,
+                outcome.seconds,
+                started.elapsed().as_secs_f64(),
+                sandbox.join("\n    ")
+            ))
+        }))
     }
 
     /// Installs the build's OTA payload into `slot` of the card, as pew-updated does before
@@ -272,6 +330,27 @@ impl Setup {
     }
 }
 
+/// Tasks published for the node to work on in an interactive run.
+const DEMO_TASKS: u32 = 3;
+/// pew-workerd's unit, whose presence in the image brings the workerpool along.
+const WORKER_UNIT: &str = "pew-workerd";
+/// From publication to COMPLETED on an emulated node (TCG): the engine starting, two
+/// transactions, the upload; a few minutes at most.
+const TASK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The worker's last journal lines, for a task that did not complete.
+fn worker_journal(agent: &mut Agent) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    match agent.exec(
+        "/usr/bin/journalctl",
+        &["--unit", WORKER_UNIT, "--lines", "60", "--no-pager"],
+        deadline,
+    ) {
+        Ok(output) => output.stdout_text(),
+        Err(error) => format!("(unavailable: {error:#})"),
+    }
+}
+
 /// Boots once with the console on the terminal, reports, and leaves the node running until
 /// QEMU is quit.
 fn interactive(setup: &Setup) -> Result<()> {
@@ -309,9 +388,24 @@ fn interactive(setup: &Setup) -> Result<()> {
     for line in lines {
         boot::progress(&settings.label, &line);
     }
+    let mut agent = node.agent;
+    match setup.publish_tasks(&mut agent, DEMO_TASKS, "hello pew") {
+        Ok(tasks) if !tasks.is_empty() => boot::progress(
+            &settings.label,
+            &format!(
+                "{DEMO_TASKS} demo tasks published to the node's workerpool: {}",
+                tasks.join(", ")
+            ),
+        ),
+        Ok(_) => {}
+        Err(error) => boot::progress(
+            &settings.label,
+            &format!("DEVIATION: no demo tasks: {error:#}"),
+        ),
+    }
     let mut machine = node.machine;
     // The agent connection is closed so that other clients (socat, virsh-style tools) can use it.
-    drop(node.agent);
+    drop(agent);
     let status = machine.wait()?;
     println!("QEMU exited ({status})");
     Ok(())

@@ -118,10 +118,23 @@ impl Agent {
     /// Runs `program` (an absolute path) with `args` in the guest and returns its output once it
     /// has exited, failing if that takes past `deadline`.
     pub fn exec(&mut self, program: &str, args: &[&str], deadline: Instant) -> Result<ExecOutput> {
-        let started = self.call(
-            "guest-exec",
-            Some(json!({ "path": program, "arg": args, "capture-output": true })),
-        )?;
+        self.exec_with_input(program, args, &[], deadline)
+    }
+
+    /// [`Agent::exec`] with `input` on the program's standard input. qemu-ga takes it in the one
+    /// request line, so it suits files of a few megabytes, not more.
+    pub fn exec_with_input(
+        &mut self,
+        program: &str,
+        args: &[&str],
+        input: &[u8],
+        deadline: Instant,
+    ) -> Result<ExecOutput> {
+        let mut request = json!({ "path": program, "arg": args, "capture-output": true });
+        if !input.is_empty() {
+            request["input-data"] = base64::encode(input).into();
+        }
+        let started = self.call("guest-exec", Some(request))?;
         let pid = started
             .get("pid")
             .and_then(Value::as_i64)

@@ -22,6 +22,8 @@ struct Step {
     activate: Option<Slot>,
     install: bool,
     slot: Slot,
+    /// Whether the node must complete a task before it is powered off.
+    task: bool,
 }
 
 const STEPS: [Step; 3] = [
@@ -30,6 +32,7 @@ const STEPS: [Step; 3] = [
         activate: None,
         install: false,
         slot: Slot::A,
+        task: true,
     },
     Step {
         label: "2",
@@ -37,12 +40,14 @@ const STEPS: [Step; 3] = [
         // The image ships slot B empty.
         install: true,
         slot: Slot::B,
+        task: false,
     },
     Step {
         label: "3",
         activate: Some(Slot::A),
         install: false,
         slot: Slot::A,
+        task: false,
     },
 ];
 
@@ -106,13 +111,20 @@ pub fn run(setup: &Setup) -> Result<()> {
 
         let settings = setup.boot_settings(step.label, ConsoleMode::LogOnly);
         let console_log = settings.spec.console_log.clone();
-        let outcome = boot::boot_to_ready(&settings).and_then(|node| {
+        let outcome = boot::boot_to_ready(&settings).and_then(|mut node| {
             let expectation = setup.expectation(selection.slot);
             deviations.extend(verdict::boot_deviations(
                 &expectation,
                 node.booted_slot,
                 &node.report,
             ));
+            if step.task {
+                match setup.run_task(&mut node.agent) {
+                    Some(Ok(line)) => boot::progress(step.label, &line),
+                    Some(Err(error)) => deviations.push(format!("{error:#}")),
+                    None => {}
+                }
+            }
             let summary = (
                 node.booted_slot,
                 node.milestones,
