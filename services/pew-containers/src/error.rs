@@ -12,7 +12,8 @@ pub enum EngineError {
     /// The engine's socket path cannot be passed to the client.
     #[error("engine socket path {0:?} is not UTF-8")]
     SocketPath(PathBuf),
-    /// The engine refused a request or could not be reached.
+    /// The engine refused a request, or could not be reached where nothing waits for it (outside
+    /// a run, or before its container started).
     #[error("container engine: {operation} failed")]
     Api {
         /// What was being done, e.g. "create container".
@@ -20,6 +21,30 @@ pub enum EngineError {
         /// The client's error, with the engine's message when it sent one.
         #[source]
         source: bollard::errors::Error,
+    },
+    /// The engine did not answer for longer than a run waits for it (see [`crate::Engine::run`]).
+    #[error("the container engine did not answer for {for_:?} (to {what})")]
+    Unreachable {
+        /// What was being done when the run gave up, e.g. "wait for container".
+        what: &'static str,
+        /// How long the engine had been unreachable.
+        for_: Duration,
+    },
+    /// The task container disappeared while it ran (removed by someone else, or lost by the
+    /// engine while it was away): its outcome is unknown.
+    #[error("container {name} is gone from the engine")]
+    ContainerLost {
+        /// The container's name.
+        name: String,
+    },
+    /// A container was still running after SIGKILL and the time it was given to stop (a
+    /// process stuck in the kernel, typically on slow storage).
+    #[error("container {name} still runs {after:?} after SIGKILL")]
+    StillRunning {
+        /// The container's name.
+        name: String,
+        /// How long it was given.
+        after: Duration,
     },
     /// An image pull overran its deadline.
     #[error("pulling {image} did not finish within {timeout:?}")]

@@ -72,34 +72,23 @@ impl PodmanService {
         }
         write_config(dir.path(), runtime)?;
         let socket = dir.path().join("podman.sock");
+        let child = spawn_service(dir.path(), &socket)?;
+        Ok(Self { dir, socket, child })
+    }
 
-        // podman signals readiness with sd_notify once the socket accepts connections, which
-        // spares polling for the socket file.
-        let notify_path = dir.path().join("notify.sock");
-        let notify =
-            UnixDatagram::bind(&notify_path).map_err(io_error("binding the notify socket"))?;
-        notify
-            .set_read_timeout(Some(STARTUP_TIMEOUT))
-            .map_err(io_error("setting the notify timeout"))?;
-
-        let mut command = podman(dir.path());
-        command
-            .args(["system", "service", "--time=0"])
-            .arg(format!("unix://{}", socket.display()))
-            .env("NOTIFY_SOCKET", &notify_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                fs::File::create(dir.path().join("service.log"))
-                    .map_err(io_error("creating the service log"))?,
-            );
-        let child = command.spawn().map_err(|error| match error.kind() {
-            io::ErrorKind::NotFound => HarnessError::Missing("podman"),
-            _ => io_error("starting podman system service")(error),
-        })?;
-        let service = Self { dir, socket, child };
-        service.await_ready(&notify)?;
-        Ok(service)
+    /// Kills the service with SIGKILL (the worst case: no request is answered, no connection
+    /// closed cleanly, the socket file stays) and starts it again on the same socket and storage,
+    /// returning once it listens. Containers run on meanwhile: conmon holds them, as on a node
+    /// whose engine restarts.
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.child
+            .kill()
+            .map_err(io_error("killing podman system service"))?;
+        self.child
+            .wait()
+            .map_err(io_error("reaping podman system service"))?;
+        self.child = spawn_service(self.dir.path(), &self.socket)?;
+        Ok(())
     }
 
     /// The API socket, for [`Engine::connect`].
@@ -122,25 +111,6 @@ impl PodmanService {
     pub async fn engine(&self) -> Result<Engine, HarnessError> {
         Ok(Engine::connect(&self.socket).await?)
     }
-
-    fn await_ready(&self, notify: &UnixDatagram) -> Result<(), HarnessError> {
-        let mut message = [0u8; 512];
-        loop {
-            let length = notify.recv(&mut message).map_err(|error| {
-                HarnessError::NotReady(format!("{error}; {}", self.service_log()))
-            })?;
-            if String::from_utf8_lossy(&message[..length])
-                .lines()
-                .any(|line| line == "READY=1")
-            {
-                return Ok(());
-            }
-        }
-    }
-
-    fn service_log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
-    }
 }
 
 impl Drop for PodmanService {
@@ -157,6 +127,64 @@ impl Drop for PodmanService {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Starts `podman system service` on `socket` with the configuration under `dir`, and returns
+/// once it accepts connections. Its log goes to `service.log` there, appended across restarts.
+fn spawn_service(dir: &Path, socket: &Path) -> Result<Child, HarnessError> {
+    // podman signals readiness with sd_notify once the socket accepts connections, which
+    // spares polling for the socket file. A fresh notify socket each time, so that nothing an
+    // earlier service sent can pass for this one's readiness.
+    let notify_path = dir.join("notify.sock");
+    match fs::remove_file(&notify_path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            return Err(io_error("removing the old notify socket")(error));
+        }
+        _ => {}
+    }
+    let notify = UnixDatagram::bind(&notify_path).map_err(io_error("binding the notify socket"))?;
+    notify
+        .set_read_timeout(Some(STARTUP_TIMEOUT))
+        .map_err(io_error("setting the notify timeout"))?;
+
+    let log_path = dir.join("service.log");
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io_error("opening the service log"))?;
+    let mut child = podman(dir)
+        .args(["system", "service", "--time=0"])
+        .arg(format!("unix://{}", socket.display()))
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|error| match error.kind() {
+            io::ErrorKind::NotFound => HarnessError::Missing("podman"),
+            _ => io_error("starting podman system service")(error),
+        })?;
+    if let Err(error) = await_ready(&notify) {
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = fs::read_to_string(&log_path).unwrap_or_default();
+        return Err(HarnessError::NotReady(format!("{error}; {log}")));
+    }
+    Ok(child)
+}
+
+fn await_ready(notify: &UnixDatagram) -> io::Result<()> {
+    let mut message = [0u8; 512];
+    loop {
+        let length = notify.recv(&mut message)?;
+        if String::from_utf8_lossy(&message[..length])
+            .lines()
+            .any(|line| line == "READY=1")
+        {
+            return Ok(());
+        }
     }
 }
 

@@ -517,14 +517,16 @@ impl Replicate {
                 outcome
             }
             Err(e) => {
-                tracing::warn!(task = %self.record.chain_task_id, "the container engine failed: {e}");
+                // With its causes: the engine's own message is what explains it.
+                let message = format!("{:#}", anyhow::Error::new(e));
+                tracing::warn!(task = %self.record.chain_task_id, "the container engine failed: {message}");
                 let now = SystemTime::now();
                 RunOutcome {
                     exit_code: None,
                     timed_out: false,
                     oom_killed: false,
                     stdout: String::new(),
-                    stderr: e.to_string(),
+                    stderr: message,
                     started_at: now,
                     finished_at: now,
                 }

@@ -66,10 +66,17 @@ pub async fn run(config: WorkerdConfig, bus_address: Option<String>) -> Result<(
         SchedulerClient::new(&config.scheduler_url, wallet.clone(), config.http_timeout())?;
     let shutdown = pew_daemon::shutdown_signal();
     tokio::pin!(shutdown);
+    let watchdog_period = systemd::watchdog_interval().unwrap_or(Duration::from_secs(30));
+    let mut watchdog = tokio::time::interval(watchdog_period);
+    // The network may take long to come up; the process is alive meanwhile.
     let connect = connect_peers(&config, &wallet, &scheduler, &board);
-    let (public, chain, hub, engine) = tokio::select! {
-        peers = connect => peers?,
-        _ = &mut shutdown => return Ok(()),
+    tokio::pin!(connect);
+    let (public, chain, hub, engine) = loop {
+        tokio::select! {
+            peers = &mut connect => break peers?,
+            _ = watchdog.tick() => systemd::watchdog(),
+            _ = &mut shutdown => return Ok(()),
+        }
     };
     let http = reqwest::Client::builder()
         .timeout(config.http_timeout())
@@ -126,8 +133,6 @@ pub async fn run(config: WorkerdConfig, bus_address: Option<String>) -> Result<(
     let ask_period = Duration::from_millis(worker.ctx.public.ask_for_replicate_period_ms.max(1000));
     let mut next_ask = tokio::time::Instant::now();
     let mut ask_backoff = Backoff::new(ask_period, Duration::from_secs(60), Jitter::Decorrelated);
-    let watchdog_period = systemd::watchdog_interval().unwrap_or(Duration::from_secs(30));
-    let mut watchdog = tokio::time::interval(watchdog_period);
 
     loop {
         worker.publish_state();

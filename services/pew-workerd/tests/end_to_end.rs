@@ -5,7 +5,6 @@
 //! One testbed is built once (the chain deployment and the podman service are the slow parts)
 //! and the scenarios run in sequence, each on its own deal.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dev_core::Fault;
@@ -17,20 +16,11 @@ use pew_testbed::{APP_IMAGE, Testbed, XS};
 const TASK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where the workspace's binaries are, beside this test (the test command builds them all).
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
-    assert!(
-        dir.join("pew-powerd").exists(),
-        "{} has no pew-powerd: build the workspace first (cargo build --workspace)",
-        dir.display()
-    );
-    dir
-}
-
 #[tokio::test]
 async fn the_worker_runs_proves_and_recovers_tasks_with_real_peers() {
-    let mut bed = Testbed::start(&bin_dir()).await.unwrap();
+    let mut bed = Testbed::start(&pew_testbed::workspace_binaries().unwrap())
+        .await
+        .unwrap();
     bed.start_worker().unwrap();
     let worker = bed.worker_address();
 
@@ -129,6 +119,23 @@ async fn the_worker_runs_proves_and_recovers_tasks_with_real_peers() {
     bed.wait_replicate(faulty, ReplicateStatus::Completed, TASK_TIMEOUT)
         .await
         .unwrap();
+
+    // A scheduler that stops answering in time (the testbed's worker gives up after 4 s): the
+    // status reports are sent again and the task completes.
+    let slow = bed.deal(XS, "after a slow scheduler", 1).await.unwrap()[0];
+    bed.pool.core.inject_fault(Fault::delay(
+        &format!("/replicates/{slow:#x}/updateStatus"),
+        Duration::from_secs(6),
+        2,
+    ));
+    bed.wait_replicate(slow, ReplicateStatus::Completed, TASK_TIMEOUT)
+        .await
+        .unwrap();
+    assert!(
+        bed.worker_log().contains("timed out); retrying"),
+        "no status report timed out:\n{}",
+        bed.worker_log()
+    );
 
     // In critical mode the worker takes no new work; back to normal, it does.
     bed.start_powerd(0.05).unwrap();

@@ -20,6 +20,26 @@ use pew_poco::{B256, Wallet};
 
 pub use workerpool::{APP_IMAGE, Workerpool, WorkerpoolSettings, XS};
 
+/// The workspace's binaries seen from a test: the target directory holding the running test
+/// executable's `deps/`, which must hold pew-powerd and pew-workerd (`cargo build --workspace
+/// --bins` first: cargo builds a test's own package's binaries only).
+pub fn workspace_binaries() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the test executable has no target directory")?;
+    for binary in ["pew-powerd", "pew-workerd"] {
+        if !dir.join(binary).exists() {
+            anyhow::bail!(
+                "{} has no {binary}: build the workspace first (cargo build --workspace --bins)",
+                dir.display()
+            );
+        }
+    }
+    Ok(dir.to_owned())
+}
+
 pub struct Testbed {
     dir: tempfile::TempDir,
     bin_dir: PathBuf,
@@ -115,7 +135,7 @@ impl Testbed {
         std::fs::write(
             self.worker_config(),
             format!(
-                "name = \"testbed\"\nscheduler_url = {url:?}\ndata_dir = {data:?}\n\
+                "name = \"testbed\"\nscheduler_url = {url:?}\ndata_dir = {data:?}\nhttp_timeout_s = 4\n\
                  [wallet]\nkeystore = {keystore:?}\npassword_file = {password:?}\n\
                  [chain]\nrpc_url = {rpc:?}\n\
                  [engine]\nsocket = {socket:?}\ncpus = 1.0\nmemory_mib = 64\npids = 64\n\

@@ -247,7 +247,6 @@ impl Setup {
             pool.borrow_mut().wait(task, TASK_TIMEOUT)
         });
         Some(outcome.and_then(|outcome| {
-            let sandbox: Vec<&str> = outcome.stdout.lines().take(12).collect();
             ensure!(
                 outcome.status.as_deref() == Some("COMPLETED"),
                 "task {} ended {:?} after {:?}; worker journal:\n{}",
@@ -256,12 +255,21 @@ impl Setup {
                 outcome.statuses,
                 worker_journal(agent)
             );
+            let missing = pool::sandbox_deviations(&outcome.stdout);
+            ensure!(
+                missing.is_empty(),
+                "task {} completed, but the app did not report {} from its container; it reported:\n{}\nworker journal:\n{}",
+                outcome.task,
+                missing.join(", "),
+                outcome.stdout,
+                worker_journal(agent)
+            );
             Ok(format!(
-                "task {} COMPLETED {:.1} s after publication ({:.1} s with the app load), contributed, revealed and finalized on-chain; the app saw:\n    {}",
+                "task {} COMPLETED {:.1} s after publication ({:.1} s with the app load), contributed, revealed and finalized on-chain; the app ran sandboxed:\n    {}",
                 outcome.task,
                 outcome.seconds,
                 started.elapsed().as_secs_f64(),
-                sandbox.join("\n    ")
+                outcome.stdout.trim().lines().collect::<Vec<_>>().join("\n    ")
             ))
         }))
     }

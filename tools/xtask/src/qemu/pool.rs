@@ -30,10 +30,9 @@ pub fn start(dir: &Path) -> Result<DevWorkerpool> {
     )
 }
 
-/// Puts the worker's wallet into the card's provisioning area, for first boot to install
-/// where the image's workerd.toml reads it.
+/// Puts the worker's wallet into the card's provisioning area (an empty `provision/` in the
+/// image), for first boot to install where the image's workerd.toml reads it.
 pub fn provision(pool: &DevWorkerpool, fat: &BootFat, scratch: &Path) -> Result<()> {
-    fat.make_directory(PROVISION_DIRECTORY)?;
     let enrolled = &pool.enrolled;
     let mut files = Vec::new();
     for (file_name, source, destination) in [
@@ -79,4 +78,41 @@ pub fn load_app(pool: &DevWorkerpool, agent: &mut Agent) -> Result<Duration> {
         bail!("podman load in the guest failed: {}", output.failure());
     }
     Ok(started.elapsed())
+}
+
+/// What the test app's `probe` must report from inside its container on the node, given the
+/// image's workerd.toml (apps as nobody, no capabilities, no network, a read-only root, 512 MiB
+/// and 256 processes on a cgroup v2 kernel).
+const SANDBOX: [&str; 9] = [
+    "uid=65534",
+    "gid=65534",
+    "cap_eff=0000000000000000",
+    "no_new_privs=1",
+    "net_interfaces=lo",
+    "rootfs_writable=false",
+    "cgroup:memory.max=536870912",
+    "cgroup:memory.swap.max=0",
+    "cgroup:pids.max=256",
+];
+
+/// The expected `probe` lines missing from `report`.
+pub fn sandbox_deviations(report: &str) -> Vec<&'static str> {
+    SANDBOX
+        .into_iter()
+        .filter(|expected| !report.lines().any(|line| line.trim() == *expected))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_locked_down_app_passes_and_a_missing_or_different_line_is_named() {
+        let report = SANDBOX.join("\n") + "\ncgroup:cpu.max=100000 100000\n";
+        assert!(sandbox_deviations(&report).is_empty());
+        let rooted = report.replace("uid=65534", "uid=0");
+        assert_eq!(sandbox_deviations(&rooted), ["uid=65534"]);
+        assert_eq!(sandbox_deviations("").len(), SANDBOX.len());
+    }
 }
