@@ -58,13 +58,7 @@ impl Testbed {
         let dir = tempfile::tempdir()?;
         let bus = DevBus::start().context("private bus")?;
         let pool = Workerpool::start(dir.path(), &WorkerpoolSettings::local()).await?;
-        let podman = PodmanService::start().context("podman API service")?;
-        podman
-            .engine()
-            .await?
-            .load(pool.app_archive.clone())
-            .await
-            .context("loading the test app")?;
+        let podman = pool.engine_with_app().await?;
         let worker_wallet = pool.enroll_worker().await?;
         let chain_link = ChainLink::start(&pool.chain.rpc_url).await?;
         let mut testbed = Self {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use dev_chain::DevChain;
 use dev_core::{ChainSettings, Config, DevCore, PocoChain};
+use pew_containers::testing::PodmanService;
 use pew_iexec::status::ReplicateStatus;
 use pew_poco::{Address, B256, Wallet};
 
@@ -122,6 +123,18 @@ impl Workerpool {
             app_archive,
             short_category,
         })
+    }
+
+    /// A private podman API service with the test app loaded, for a worker on this host.
+    pub async fn engine_with_app(&self) -> Result<PodmanService> {
+        let podman = PodmanService::start().context("podman API service")?;
+        podman
+            .engine()
+            .await?
+            .load(self.app_archive.clone())
+            .await
+            .context("loading the test app")?;
+        Ok(podman)
     }
 
     /// A new worker wallet with gas money and its stake deposited.

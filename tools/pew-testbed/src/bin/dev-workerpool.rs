@@ -69,14 +69,7 @@ async fn main() -> Result<()> {
     let worker = pool.enroll_worker().await?;
     let files = write_worker_files(&args.dir, &worker, &pool.app_archive)?;
     let engine = if args.engine {
-        let podman = PodmanService::start().context("podman API service")?;
-        podman
-            .engine()
-            .await?
-            .load(pool.app_archive.clone())
-            .await
-            .context("loading the test app")?;
-        Some(podman)
+        Some(pool.engine_with_app().await?)
     } else {
         None
     };
