@@ -618,7 +618,7 @@ mod tests {
         assert_eq!(recipe.debian.suite, "trixie");
         assert_eq!(recipe.debian.architecture, Architecture::Arm64);
         assert_eq!(recipe.boot.attempts, Attempts::DEFAULT);
-        assert_eq!(recipe.services.include, ["pew-powerd"]);
+        assert_eq!(recipe.services.include, ["pew-powerd", "pew-workerd"]);
         assert_eq!(
             recipe.reproducibility.source_date_epoch,
             SourceDateEpoch::LastCommit
@@ -818,7 +818,7 @@ mod tests {
                 "not a Debian package name",
             ),
             (
-                "include = [\"pew-powerd\"]",
+                "include = [\"pew-powerd\", \"pew-workerd\"]",
                 "include = [\"pew-powerd\", \"pew-weatherd\"]",
                 "services.include",
                 "not a pew service",
