@@ -298,13 +298,25 @@ impl Engine {
         name: &str,
         outages: &mut Outages,
     ) -> Result<ContainerState, EngineError> {
-        let inspected = outages
-            .retrying("inspect container", name, || {
-                self.docker
-                    .inspect_container(name, None::<InspectContainerOptions>)
-            })
-            .await?;
-        Ok(inspected.state.unwrap_or_default())
+        let settled_by = Instant::now() + KILL_SETTLE_TIMEOUT;
+        loop {
+            let inspected = outages
+                .retrying("inspect container", name, || {
+                    self.docker
+                        .inspect_container(name, None::<InspectContainerOptions>)
+                })
+                .await;
+            match inspected {
+                Ok(inspected) => return Ok(inspected.state.unwrap_or_default()),
+                Err(EngineError::Api { source, .. })
+                    if is_podman_cleanup_pending(&source) && Instant::now() < settled_by =>
+                {
+                    tracing::debug!(container = name, "the engine is still cleaning up");
+                    tokio::time::sleep(FIRST_RETRY_PAUSE).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// SIGTERM, then SIGKILL after the grace period; a direct kill if the engine refuses the
@@ -404,6 +416,17 @@ fn is_unreachable(error: &ClientError) -> bool {
             | ClientError::HyperResponseError { .. }
             | ClientError::IOError { .. }
             | ClientError::RequestTimeoutError
+    )
+}
+
+/// podman 5 reports a container whose process has ended but whose cleanup (conmon's
+/// `podman container cleanup`) has not run yet as "stopped", a state the Docker API, and so
+/// bollard's model, does not have; it becomes "exited" a moment later. Seen on the node's
+/// podman 5.4 under emulation, where the cleanup process takes a second or two to start.
+fn is_podman_cleanup_pending(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::JsonDataError { message, .. } if message.contains("unknown variant `stopped`")
     )
 }
 
@@ -633,23 +656,66 @@ mod tests {
     /// A unix socket in a temporary directory whose server answers one request with `response`
     /// (raw HTTP) and hangs up.
     fn answer_once(response: String) -> io::Result<(TempDir, PathBuf, JoinHandle<io::Result<()>>)> {
+        answer_in_turn(vec![response])
+    }
+
+    /// A fake engine giving each response, in order, to one connection each.
+    fn answer_in_turn(
+        responses: Vec<String>,
+    ) -> io::Result<(TempDir, PathBuf, JoinHandle<io::Result<()>>)> {
         let dir = tempfile::tempdir()?;
         let socket = dir.path().join("engine.sock");
         let listener = UnixListener::bind(&socket)?;
         let server = thread::spawn(move || {
-            let (mut connection, _) = listener.accept()?;
-            let mut request = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-                let read = connection.read(&mut chunk)?;
-                if read == 0 {
-                    break;
+            for response in responses {
+                let (mut connection, _) = listener.accept()?;
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                    let read = connection.read(&mut chunk)?;
+                    if read == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&chunk[..read]);
                 }
-                request.extend_from_slice(&chunk[..read]);
+                connection.write_all(response.as_bytes())?;
             }
-            connection.write_all(response.as_bytes())
+            Ok(())
         });
         Ok((dir, socket, server))
+    }
+
+    fn inspect_answer(status: &str, exit_code: i64) -> String {
+        let body = format!(
+            r#"{{"Id":"c0ffee","State":{{"Status":"{status}","Running":false,"ExitCode":{exit_code}}}}}"#
+        );
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[tokio::test]
+    async fn podman_s_stopped_state_is_waited_out_until_exited()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (_dir, socket, server) = answer_in_turn(vec![
+            inspect_answer("stopped", 0),
+            inspect_answer("stopped", 0),
+            inspect_answer("exited", 3),
+        ])?;
+        let engine = Engine {
+            docker: client(&socket)?,
+        };
+
+        let state = engine
+            .inspect_state("task", &mut Outages::new(Instant::now()))
+            .await?;
+
+        assert_eq!(state.exit_code, Some(3));
+        assert!(!is_running(&state));
+        server.join().map_err(|_| "fake engine panicked")??;
+        Ok(())
     }
 
     fn client(socket: &Path) -> Result<Docker, Box<dyn std::error::Error>> {
