@@ -456,7 +456,7 @@ impl Worker {
     /// its life or when the need grew, so that an idle worker talks to the power manager once
     /// every few minutes instead of twice per ask. None when the power manager refuses.
     async fn hold_energy(&mut self) -> Option<String> {
-        let Some(power) = &self.ctx.power else {
+        let Some(power) = self.ctx.power.clone() else {
             self.energy_refused = true;
             self.ctx
                 .board
@@ -475,10 +475,11 @@ impl Worker {
         {
             return Some(held.id.clone());
         }
+        // Released first, so that a renewal on a tight budget can reuse the energy it held.
+        self.release_standing_lease().await;
         let grant = power
             .request(need.wh, need.seconds, "iExec task (asking)")
             .await;
-        self.release_standing_lease().await;
         match grant {
             Grant::Granted { lease_id } => {
                 if self.energy_refused {
