@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(NonceFile::new(&path).load().unwrap(), Some(1));
 
         let blocker = dir.path().join("a-file");
-        std::fs::write(&blocker, "").unwrap();
+        fs::write(&blocker, "").unwrap();
         let error = NonceFile::new(blocker.join("nonce")).store(1).unwrap_err();
         assert!(error.to_string().contains("a-file"), "{error}");
     }

@@ -132,7 +132,19 @@ fn key_at_line(text: &str, line: usize, message: &str) -> (usize, Option<String>
     (line, None)
 }
 
+/// The line defining `dotted`, or else its nearest parent (a key inside an inline table,
+/// `snapshot = { url = … }`, is found at the table's line).
 fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let mut key = dotted;
+    loop {
+        if let Some(line) = line_of_exact_key(text, key) {
+            return Some(line);
+        }
+        key = key.rsplit_once('.')?.0;
+    }
+}
+
+fn line_of_exact_key(text: &str, dotted: &str) -> Option<usize> {
     let mut table = String::new();
     for (index, raw) in text.lines().enumerate() {
         let content = strip_comment(raw).trim();

@@ -313,7 +313,7 @@ mod tests {
     fn missing_scaling_max_freq_is_a_write_error_naming_it() {
         let tree = pi4();
         let path = tree.path("policy0/scaling_max_freq");
-        std::fs::remove_file(&path).unwrap();
+        fs::remove_file(&path).unwrap();
         assert!(matches!(
             Cpufreq::new(tree.root()).cap(Some(800_000)),
             Err(CpufreqError::Sysfs(SysfsError::Write { path: failed, .. })) if failed == path

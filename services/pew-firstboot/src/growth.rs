@@ -244,7 +244,7 @@ mod tests {
         DataPartition::find(&mounts, &card.sysfs()).unwrap()
     }
 
-    fn card(dir: &std::path::Path, data_sectors: u64) -> FakeSysfs {
+    fn card(dir: &Path, data_sectors: u64) -> FakeSysfs {
         let card = FakeSysfs::card(dir, "mmcblk0", CARD);
         card.partition("mmcblk0p1", 1, 8192, 1_048_576).partition(
             "mmcblk0p4",

@@ -121,7 +121,7 @@ pub fn reserve_wh(essential_load_w: f64, reserve_days: f64, floor_wh: f64) -> f6
 }
 
 /// Computes how much energy may be spent now; see the module documentation for the two rules.
-pub fn energy_budget(inputs: &BudgetInputs) -> Budget {
+pub fn energy_budget(inputs: &BudgetInputs<'_>) -> Budget {
     let reserve_wh = reserve_wh(
         inputs.essential_load_w,
         inputs.reserve_days,

@@ -184,7 +184,7 @@ mod tests {
     fn a_torn_record_is_set_aside_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         let task = format!("0x{}", "aa".repeat(32));
-        std::fs::write(dir.path().join(format!("{task}.json")), b"{\"chain_task").unwrap();
+        fs::write(dir.path().join(format!("{task}.json")), b"{\"chain_task").unwrap();
         let journal = Journal::open(dir.path()).unwrap();
         assert!(journal.all().is_empty());
         assert!(dir.path().join(format!("{task}.corrupt")).exists());

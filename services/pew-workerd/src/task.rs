@@ -477,10 +477,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = TaskFiles::new(dir.path(), B256::repeat_byte(1));
         files.prepare(NOBODY).unwrap();
-        std::fs::write(files.iexec_out().join("result1.txt"), "A result").unwrap();
-        std::fs::create_dir(files.iexec_out().join("logs")).unwrap();
-        std::fs::write(files.iexec_out().join("logs/run.txt"), "x").unwrap();
-        std::fs::write(
+        fs::write(files.iexec_out().join("result1.txt"), "A result").unwrap();
+        fs::create_dir(files.iexec_out().join("logs")).unwrap();
+        fs::write(files.iexec_out().join("logs/run.txt"), "x").unwrap();
+        fs::write(
             files.iexec_out().join("computed.json"),
             r#"{"deterministic-output-path":"/iexec_out/result1.txt"}"#,
         )
@@ -492,7 +492,7 @@ mod tests {
             "0xd885f429a59e0816822fc0927be6a6af20ade2c79db49df6c6022f79cb27ac16"
         );
         assert!(files.result_available());
-        let mut archive = zip::ZipArchive::new(std::fs::File::open(files.zip()).unwrap()).unwrap();
+        let mut archive = zip::ZipArchive::new(fs::File::open(files.zip()).unwrap()).unwrap();
         let mut names: Vec<String> = (0..archive.len())
             .map(|i| archive.by_index(i).unwrap().name().to_owned())
             .collect();
@@ -500,9 +500,9 @@ mod tests {
         assert_eq!(names, ["computed.json", "logs/run.txt", "result1.txt"]);
 
         // The same result zips to the same bytes.
-        let first = std::fs::read(files.zip()).unwrap();
+        let first = fs::read(files.zip()).unwrap();
         post_compute(&files, false).unwrap();
-        assert_eq!(first, std::fs::read(files.zip()).unwrap());
+        assert_eq!(first, fs::read(files.zip()).unwrap());
     }
 
     #[test]

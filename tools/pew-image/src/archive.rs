@@ -19,6 +19,8 @@ pub struct IndexEntry {
     /// Path below the mirror root, e.g. `pool/main/a/apt/apt_3.0.3_arm64.deb`.
     pub filename: String,
     pub sha256: String,
+    /// The suite whose index lists it (`trixie`, `trixie-security`, ...).
+    pub suite: String,
     pub essential: bool,
     pub priority: String,
     /// The whole stanza, for writing a dpkg status that claims the package installed.
@@ -54,9 +56,19 @@ pub enum Variant {
     Minbase,
 }
 
-/// Parses a `Packages` index (deb822 stanzas separated by blank lines). Continuation lines
-/// and fields the lock does not need are skipped.
-pub fn parse_packages_index(text: &str) -> Result<Vec<IndexEntry>, ArchiveError> {
+/// The suite of an index apt downloaded, from the file name apt gives it in its lists
+/// directory (`deb.debian.org_debian_dists_trixie-updates_main_binary-arm64_Packages`): the
+/// one of `suites` named after `_dists_`.
+pub fn suite_of_index_file<'a>(file_name: &str, suites: &'a [String]) -> Option<&'a str> {
+    suites
+        .iter()
+        .find(|suite| file_name.contains(&format!("_dists_{suite}_")))
+        .map(String::as_str)
+}
+
+/// Parses the `Packages` index of `suite` (deb822 stanzas separated by blank lines).
+/// Continuation lines and fields the lock does not need are skipped.
+pub fn parse_packages_index(text: &str, suite: &str) -> Result<Vec<IndexEntry>, ArchiveError> {
     let mut entries = Vec::new();
     for (index, stanza) in text.split("\n\n").enumerate() {
         if stanza.trim().is_empty() {
@@ -83,6 +95,7 @@ pub fn parse_packages_index(text: &str) -> Result<Vec<IndexEntry>, ArchiveError>
             architecture: field("Architecture")?,
             filename: field("Filename")?,
             sha256: field("SHA256")?,
+            suite: suite.to_owned(),
             essential: fields.get("Essential") == Some(&"yes"),
             priority: fields
                 .get("Priority")
@@ -162,15 +175,18 @@ pub fn parse_print_uris(text: &str) -> Result<Vec<Download>, ArchiveError> {
 }
 
 /// Joins apt's choice with the index: every download becomes a locked package with the
-/// index's SHA-256. The URL ends with the index's `Filename` path, percent-escaped.
+/// index's SHA-256 and suite. The URL ends with the index's `Filename` path, percent-escaped.
+/// A file two suites share (a point release folds `trixie-updates` into `trixie` without
+/// moving the file) is locked with the suite that comes first in `index`; security updates
+/// have pool paths of their own.
 pub fn lock_entries(
     downloads: &[Download],
     index: &[IndexEntry],
 ) -> Result<Vec<LockedPackage>, ArchiveError> {
-    let by_path: BTreeMap<&str, &IndexEntry> = index
-        .iter()
-        .map(|entry| (entry.filename.as_str(), entry))
-        .collect();
+    let mut by_path: BTreeMap<&str, &IndexEntry> = BTreeMap::new();
+    for entry in index {
+        by_path.entry(entry.filename.as_str()).or_insert(entry);
+    }
     downloads
         .iter()
         .map(|download| {
@@ -183,6 +199,7 @@ pub fn lock_entries(
                 &entry.name,
                 &entry.version,
                 &entry.architecture,
+                Some(&entry.suite),
                 &entry.sha256,
                 &download.cache_filename,
             )
@@ -191,6 +208,38 @@ pub fn lock_entries(
                 version: entry.version.clone(),
                 problem,
             })
+        })
+        .collect()
+}
+
+/// The packages of `locked` that no suite's index offers any more with the same version and
+/// hash: a build from this lock cannot fetch them.
+pub fn unavailable<'a>(
+    locked: &[&'a LockedPackage],
+    index: &[IndexEntry],
+) -> Vec<&'a LockedPackage> {
+    let offered: std::collections::HashSet<(&str, &str, &str, &str)> = index
+        .iter()
+        .map(|entry| {
+            (
+                entry.name.as_str(),
+                entry.version.as_str(),
+                entry.architecture.as_str(),
+                entry.sha256.as_str(),
+            )
+        })
+        .collect();
+    locked
+        .iter()
+        .copied()
+        .filter(|package| {
+            let sha256 = package.sha256.to_string();
+            !offered.contains(&(
+                package.name.as_str(),
+                package.version.as_str(),
+                package.architecture.as_str(),
+                sha256.as_str(),
+            ))
         })
         .collect()
 }
@@ -264,7 +313,7 @@ SHA256: 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
 
     #[test]
     fn index_fields_are_read_and_continuations_skipped() {
-        let index = parse_packages_index(INDEX).unwrap();
+        let index = parse_packages_index(INDEX, "trixie").unwrap();
         assert_eq!(index.len(), 4);
         assert_eq!(index[0].name, "libc6");
         assert_eq!(index[0].sha256, HASH_LIBC);
@@ -278,7 +327,7 @@ SHA256: 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
     fn a_stanza_without_a_hash_is_named() {
         let text = "Package: a\nVersion: 1\nArchitecture: all\nFilename: pool/a.deb\n\n";
         assert_eq!(
-            parse_packages_index(text),
+            parse_packages_index(text, "trixie"),
             Err(ArchiveError::MissingField {
                 stanza: 1,
                 field: "SHA256"
@@ -288,7 +337,7 @@ SHA256: 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
 
     #[test]
     fn both_variants_start_with_the_essential_set_and_minbase_adds_required() {
-        let index = parse_packages_index(INDEX).unwrap();
+        let index = parse_packages_index(INDEX, "trixie").unwrap();
         let (first, second) = variant_seeds(&index, Variant::Minbase);
         assert_eq!(first, ["base-files"]);
         assert_eq!(second, ["bsdutils"]);
@@ -300,11 +349,12 @@ SHA256: 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
 
     #[test]
     fn the_first_stage_becomes_a_dpkg_status_with_its_whole_stanzas() {
-        let index = parse_packages_index(INDEX).unwrap();
+        let index = parse_packages_index(INDEX, "trixie").unwrap();
         let libc = LockedPackage::new(
             "libc6",
             "2.41-12+deb13u4",
             "arm64",
+            Some("trixie"),
             HASH_LIBC,
             "libc6_2.41-12+deb13u4_arm64.deb",
         )
@@ -319,7 +369,7 @@ SHA256: 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
 
     #[test]
     fn apt_choice_is_locked_with_the_index_hash_and_apt_cache_name() {
-        let index = parse_packages_index(INDEX).unwrap();
+        let index = parse_packages_index(INDEX, "trixie").unwrap();
         let uris = "\
 'http://deb.debian.org/debian/pool/main/g/glibc/libc6_2.41-12%2bdeb13u4_arm64.deb' libc6_2.41-12+deb13u4_arm64.deb 2483572 MD5Sum:52dfbf15cfc7959c048a3a01d8742c48
 'http://deb.debian.org/debian/pool/main/u/util-linux/bsdutils_2.41.5-0%2bdeb13u1_arm64.deb' bsdutils_1%3a2.41.5-0+deb13u1_arm64.deb 109000 MD5Sum:00
@@ -336,6 +386,89 @@ SHA256: 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
             "bsdutils_1%3a2.41.5-0+deb13u1_arm64.deb"
         );
         assert_eq!(locked[2].sha256.to_string(), HASH_APT);
+    }
+
+    #[test]
+    fn the_suite_of_an_index_file_is_read_from_apts_list_name() {
+        let suites: Vec<String> = ["trixie", "trixie-updates", "trixie-security"]
+            .map(String::from)
+            .to_vec();
+        for (file, suite) in [
+            (
+                "deb.debian.org_debian_dists_trixie_main_binary-arm64_Packages",
+                Some("trixie"),
+            ),
+            (
+                "deb.debian.org_debian_dists_trixie-updates_non-free-firmware_binary-arm64_Packages",
+                Some("trixie-updates"),
+            ),
+            (
+                "security.debian.org_debian-security_dists_trixie-security_main_binary-arm64_Packages",
+                Some("trixie-security"),
+            ),
+            (
+                "_srv_snap_archive_debian_20261208T000000Z_dists_trixie_main_binary-arm64_Packages",
+                Some("trixie"),
+            ),
+            (
+                "deb.debian.org_debian_dists_bookworm_main_binary-arm64_Packages",
+                None,
+            ),
+        ] {
+            assert_eq!(suite_of_index_file(file, &suites), suite, "{file}");
+        }
+    }
+
+    #[test]
+    fn a_file_in_two_suites_keeps_the_first_and_security_has_its_own_pool() {
+        let mut index = parse_packages_index(INDEX, "trixie").unwrap();
+        index.extend(parse_packages_index(INDEX, "trixie-updates").unwrap());
+        let security = INDEX
+            .replace("pool/main/g/glibc", "pool/updates/main/g/glibc")
+            .replace("2.41-12+deb13u4", "2.41-12+deb13u5");
+        index.extend(parse_packages_index(&security, "trixie-security").unwrap());
+        let uris = "\
+'http://deb.debian.org/debian/pool/main/a/apt/apt_3.0.3_arm64.deb' apt_3.0.3_arm64.deb 1 MD5Sum:00
+'http://security.debian.org/debian-security/pool/updates/main/g/glibc/libc6_2.41-12%2bdeb13u5_arm64.deb' libc6_2.41-12+deb13u5_arm64.deb 1 MD5Sum:00
+";
+        let locked = lock_entries(&parse_print_uris(uris).unwrap(), &index).unwrap();
+        assert_eq!(locked[0].suite.as_deref(), Some("trixie"));
+        assert_eq!(locked[1].version, "2.41-12+deb13u5");
+        assert_eq!(locked[1].suite.as_deref(), Some("trixie-security"));
+    }
+
+    #[test]
+    fn unavailable_names_versions_and_rebuilt_files_the_index_no_longer_offers() {
+        let index = parse_packages_index(INDEX, "trixie").unwrap();
+        let apt_now = LockedPackage::new(
+            "apt",
+            "3.0.3",
+            "arm64",
+            Some("trixie"),
+            HASH_APT,
+            "apt_3.0.3_arm64.deb",
+        )
+        .unwrap();
+        let libc_old = LockedPackage::new(
+            "libc6",
+            "2.41-12",
+            "arm64",
+            None,
+            HASH_LIBC,
+            "libc6_2.41-12_arm64.deb",
+        )
+        .unwrap();
+        let apt_other_bytes = LockedPackage::new(
+            "apt",
+            "3.0.3",
+            "arm64",
+            Some("trixie"),
+            HASH_LIBC,
+            "apt_3.0.3_arm64.deb",
+        )
+        .unwrap();
+        let gone = unavailable(&[&apt_now, &libc_old, &apt_other_bytes], &index);
+        assert_eq!(gone, [&libc_old, &apt_other_bytes]);
     }
 
     #[test]

@@ -536,6 +536,7 @@ mod tests {
                 package.name,
                 VERSION,
                 &package.architecture.to_string(),
+                None,
                 &"0".repeat(64),
                 &file_name,
             );

@@ -2,18 +2,20 @@
 //!
 //! deb.debian.org keeps only the current version of each package and snapshot.debian.org is
 //! unreachable from our builders (image.md §7.3), so the `.deb` files themselves are a build
-//! input, kept in a local cache and checked against this file. One line per package, sorted by
-//! name then architecture, fields separated by one space:
+//! input, kept in a local cache (and published with each release) and checked against this
+//! file. One line per package, sorted by name then architecture, fields separated by one space:
 //!
 //! ```text
-//! # name version architecture sha256 filename
-//! base-files 13.8+deb13u1 arm64 0f6c…e1 base-files_13.8+deb13u1_arm64.deb
+//! # name version architecture suite sha256 filename
+//! base-files 13.8+deb13u1 arm64 trixie 0f6c…e1 base-files_13.8+deb13u1_arm64.deb
 //! ```
 //!
 //! One line per package diffs well: an update shows exactly the packages that changed. The
 //! same name may appear for two architectures (the image is arm64, the pinned tools tree is the
-//! build host's). The filename is stored rather than derived because apt escapes epochs
-//! (`1%3a2.3`) in cache names.
+//! build host's). The suite says where the version came from (`trixie`, `trixie-updates`,
+//! `trixie-security`); locks written before suites were recorded have five fields and are read
+//! with the suite unknown. The filename is stored rather than derived because apt escapes
+//! epochs (`1%3a2.3`) in cache names.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -21,7 +23,7 @@ use std::fmt;
 use crate::digest::{DigestError, Sha256Digest};
 
 const HEADER: &str = "# pew package lock: written by `cargo xtask image --update-lock`; change the recipe, not this file.\n\
-                      # name version architecture sha256 filename\n";
+                      # name version architecture suite sha256 filename\n";
 
 /// One locked package.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -29,6 +31,9 @@ pub struct LockedPackage {
     pub name: String,
     pub version: String,
     pub architecture: String,
+    /// The archive suite the version was resolved from; `None` in a lock from before suites
+    /// were recorded.
+    pub suite: Option<String>,
     pub sha256: Sha256Digest,
     /// The `.deb` file name in the package cache.
     pub filename: String,
@@ -37,8 +42,12 @@ pub struct LockedPackage {
 /// What is wrong with one entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
-    #[error("expected 5 fields (name version architecture sha256 filename), got {0}")]
+    #[error(
+        "expected 6 fields (name version architecture suite sha256 filename), or 5 without the suite, got {0}"
+    )]
     FieldCount(usize),
+    #[error("suite {0:?} is not a Debian suite name")]
+    Suite(String),
     #[error(
         "package name {0:?} is not a Debian package name (lowercase letters, digits, + - ., at least 2)"
     )]
@@ -83,10 +92,14 @@ impl LockedPackage {
         name: &str,
         version: &str,
         architecture: &str,
+        suite: Option<&str>,
         sha256: &str,
         filename: &str,
     ) -> Result<Self, EntryError> {
         check_name(name)?;
+        if let Some(suite) = suite.filter(|suite| !is_suite_name(suite)) {
+            return Err(EntryError::Suite(suite.to_owned()));
+        }
         check_version(version)?;
         if architecture.is_empty()
             || !architecture
@@ -107,9 +120,19 @@ impl LockedPackage {
             name: name.to_owned(),
             version: version.to_owned(),
             architecture: architecture.to_owned(),
+            suite: suite.map(str::to_owned),
             sha256,
             filename: filename.to_owned(),
         })
+    }
+
+    /// The same package version from the same file: what a rebuild needs, wherever the lock
+    /// says it came from.
+    pub fn same_file(&self, other: &LockedPackage) -> bool {
+        self.name == other.name
+            && self.version == other.version
+            && self.architecture == other.architecture
+            && self.sha256 == other.sha256
     }
 
     /// `name:architecture`, as dpkg and apt name a package of one architecture.
@@ -136,11 +159,11 @@ impl LockedPackage {
 
 impl fmt::Display for LockedPackage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {} {} {}",
-            self.name, self.version, self.architecture, self.sha256, self.filename
-        )
+        write!(f, "{} {} {}", self.name, self.version, self.architecture)?;
+        if let Some(suite) = &self.suite {
+            write!(f, " {suite}")?;
+        }
+        write!(f, " {} {}", self.sha256, self.filename)
     }
 }
 
@@ -157,6 +180,15 @@ pub(crate) fn check_name(name: &str) -> Result<(), EntryError> {
     } else {
         Err(EntryError::Name(name.to_owned()))
     }
+}
+
+/// `trixie`, `trixie-security`, `bookworm-backports`: lowercase letters, digits and dashes.
+pub fn is_suite_name(suite: &str) -> bool {
+    !suite.is_empty()
+        && suite.starts_with(|c: char| c.is_ascii_lowercase())
+        && suite
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Debian policy §5.6.12: `[epoch:]upstream_version[-debian_revision]`.
@@ -230,13 +262,21 @@ impl PackageLock {
                 continue;
             }
             let fields: Vec<&str> = content.split_whitespace().collect();
-            let [name, version, architecture, sha256, filename] = fields[..] else {
-                return Err(LockError::Entry {
-                    line: line_number,
-                    problem: EntryError::FieldCount(fields.len()),
-                });
+            let (name, version, architecture, suite, sha256, filename) = match fields[..] {
+                [name, version, architecture, suite, sha256, filename] => {
+                    (name, version, architecture, Some(suite), sha256, filename)
+                }
+                [name, version, architecture, sha256, filename] => {
+                    (name, version, architecture, None, sha256, filename)
+                }
+                _ => {
+                    return Err(LockError::Entry {
+                        line: line_number,
+                        problem: EntryError::FieldCount(fields.len()),
+                    });
+                }
             };
-            let package = LockedPackage::new(name, version, architecture, sha256, filename)
+            let package = LockedPackage::new(name, version, architecture, suite, sha256, filename)
                 .map_err(|problem| LockError::Entry {
                     line: line_number,
                     problem,
@@ -275,6 +315,35 @@ impl PackageLock {
         sha256(self.to_text().as_bytes())
     }
 
+    /// Whether every entry records its suite (locks written before suites were recorded do
+    /// not, and are re-resolved unless the build is `--locked`).
+    pub fn records_suites(&self) -> bool {
+        self.packages.iter().all(|package| package.suite.is_some())
+    }
+
+    /// What changes from this lock to `newer`, in lock order: as `cargo update` reports it.
+    /// Entries whose only difference is the suite now recorded are left out.
+    pub fn changes(&self, newer: &PackageLock) -> Vec<LockChange> {
+        let old: BTreeMap<(&str, &str), &LockedPackage> =
+            self.packages.iter().map(|p| (p.sort_key(), p)).collect();
+        let new: BTreeMap<(&str, &str), &LockedPackage> =
+            newer.packages.iter().map(|p| (p.sort_key(), p)).collect();
+        let keys: std::collections::BTreeSet<(&str, &str)> =
+            old.keys().chain(new.keys()).copied().collect();
+        keys.into_iter()
+            .filter_map(|key| match (old.get(&key), new.get(&key)) {
+                (Some(before), Some(after)) if before.same_file(after) => None,
+                (Some(before), Some(after)) => Some(LockChange::Updated {
+                    before: (*before).clone(),
+                    after: (*after).clone(),
+                }),
+                (None, Some(after)) => Some(LockChange::Added((*after).clone())),
+                (Some(before), None) => Some(LockChange::Removed((*before).clone())),
+                (None, None) => None,
+            })
+            .collect()
+    }
+
     /// Packages whose `.deb` is not among `cached_files` (the cache directory's file names),
     /// in lock order: what must be fetched before building.
     pub fn missing<'a>(
@@ -289,6 +358,73 @@ impl PackageLock {
     }
 }
 
+/// One difference between two locks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockChange {
+    Updated {
+        before: LockedPackage,
+        after: LockedPackage,
+    },
+    Added(LockedPackage),
+    Removed(LockedPackage),
+}
+
+impl LockChange {
+    /// The package's new version is a security update (it comes from a `*-security` suite).
+    pub fn is_security(&self) -> bool {
+        match self {
+            LockChange::Updated { after, .. } | LockChange::Added(after) => after
+                .suite
+                .as_deref()
+                .is_some_and(|suite| suite.ends_with("-security")),
+            LockChange::Removed(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for LockChange {
+    /// `cargo update`'s shape: a right-aligned verb, the package, the versions, and where the
+    /// new version comes from.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let suite = |package: &LockedPackage| {
+            package
+                .suite
+                .as_deref()
+                .map_or(String::new(), |suite| format!(" ({suite})"))
+        };
+        match self {
+            LockChange::Updated { before, after } => write!(
+                f,
+                "{:>9} {} {} -> {}{}",
+                "Updating",
+                after.qualified_name(),
+                before.version,
+                after.version,
+                suite(after)
+            ),
+            LockChange::Added(after) => write!(
+                f,
+                "{:>9} {} {}{}",
+                "Adding",
+                after.qualified_name(),
+                after.version,
+                suite(after)
+            ),
+            LockChange::Removed(before) => write!(
+                f,
+                "{:>9} {} {}",
+                "Removing",
+                before.qualified_name(),
+                before.version
+            ),
+        }?;
+        if self.is_security() {
+            f.write_str(" [security]")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,7 +434,15 @@ mod tests {
 
     fn package(name: &str, version: &str, architecture: &str) -> LockedPackage {
         let filename = format!("{name}_{}_{architecture}.deb", version.replace(':', "%3a"));
-        LockedPackage::new(name, version, architecture, HASH_A, &filename).unwrap()
+        LockedPackage::new(
+            name,
+            version,
+            architecture,
+            Some("trixie"),
+            HASH_A,
+            &filename,
+        )
+        .unwrap()
     }
 
     fn entry_error(line: &str) -> EntryError {
@@ -311,10 +455,10 @@ mod tests {
     #[test]
     fn round_trips_sorted_by_name_then_architecture() {
         let text = format!(
-            "zstd 1.5.7+dfsg-1 arm64 {HASH_A} zstd_1.5.7+dfsg-1_arm64.deb\n\
+            "zstd 1.5.7+dfsg-1 arm64 trixie {HASH_A} zstd_1.5.7+dfsg-1_arm64.deb\n\
              \n# a comment\n\
-             libc6 2.41-12 arm64 {HASH_B} libc6_2.41-12_arm64.deb\n\
-             libc6 2.41-12 amd64 {HASH_A} libc6_2.41-12_amd64.deb\n"
+             libc6 2.41-12+deb13u1 arm64 trixie-security {HASH_B} libc6_2.41-12+deb13u1_arm64.deb\n\
+             libc6 2.41-12 amd64 trixie-updates {HASH_A} libc6_2.41-12_amd64.deb\n"
         );
         let lock = PackageLock::parse(&text).unwrap();
         let order: Vec<String> = lock
@@ -326,9 +470,60 @@ mod tests {
         let canonical = lock.to_text();
         assert!(canonical.starts_with("# pew package lock"));
         assert!(canonical.ends_with(&format!(
-            "zstd 1.5.7+dfsg-1 arm64 {HASH_A} zstd_1.5.7+dfsg-1_arm64.deb\n"
+            "zstd 1.5.7+dfsg-1 arm64 trixie {HASH_A} zstd_1.5.7+dfsg-1_arm64.deb\n"
         )));
         assert_eq!(PackageLock::parse(&canonical).unwrap(), lock);
+        assert_eq!(lock.packages()[1].suite.as_deref(), Some("trixie-security"));
+        assert!(lock.records_suites());
+    }
+
+    #[test]
+    fn a_lock_from_before_suites_is_read_with_the_suite_unknown() {
+        let text = format!("libc6 2.41-12 arm64 {HASH_B} libc6_2.41-12_arm64.deb\n");
+        let lock = PackageLock::parse(&text).unwrap();
+        assert_eq!(lock.packages()[0].suite, None);
+        assert!(!lock.records_suites());
+        assert!(lock.to_text().ends_with(&text));
+        assert_eq!(
+            entry_error(&format!("pk 1.0 arm64 Trixie {HASH_A} p.deb")),
+            EntryError::Suite("Trixie".into())
+        );
+    }
+
+    #[test]
+    fn changes_read_like_cargo_update_and_mark_security_fixes() {
+        let old = PackageLock::from_packages(vec![
+            package("kept", "1.0", "arm64"),
+            package("libssl3t64", "3.5.1-1", "arm64"),
+            package("tzdata", "2025b-4", "all"),
+            package("gone", "2.0", "arm64"),
+        ])
+        .unwrap();
+        let mut security = package("libssl3t64", "3.5.1-1+deb13u1", "arm64");
+        security.suite = Some("trixie-security".into());
+        let mut updates = package("tzdata", "2025c-0+deb13u1", "all");
+        updates.suite = Some("trixie-updates".into());
+        // The same file now recorded with its suite is no change.
+        let mut resuited = package("kept", "1.0", "arm64");
+        resuited.suite = None;
+        let new = PackageLock::from_packages(vec![
+            resuited,
+            security,
+            updates,
+            package("new", "3", "arm64"),
+        ])
+        .unwrap();
+        let lines: Vec<String> = old.changes(&new).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                " Removing gone:arm64 2.0",
+                " Updating libssl3t64:arm64 3.5.1-1 -> 3.5.1-1+deb13u1 (trixie-security) [security]",
+                "   Adding new:arm64 3 (trixie)",
+                " Updating tzdata:all 2025b-4 -> 2025c-0+deb13u1 (trixie-updates)",
+            ]
+        );
+        assert!(old.changes(&old).is_empty());
     }
 
     #[test]

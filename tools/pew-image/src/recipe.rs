@@ -53,12 +53,112 @@ pub struct Recipe {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Debian {
+    /// The release's codename; its `-updates` and `-security` suites come with it.
     pub suite: String,
     pub architecture: Architecture,
     pub components: Vec<String>,
+    /// Where the release and its `-updates` suite are published.
     pub mirror: String,
+    /// Where its `-security` suite is published.
+    pub security_mirror: String,
+    /// A snapshot-style archive to read every suite from as it was at one moment, instead of
+    /// the mirrors (which keep only current versions). The node's own sources still name the
+    /// mirrors.
+    #[serde(default)]
+    pub snapshot: Option<Snapshot>,
     /// Installed on top of the minbase variant.
     pub packages: Vec<String>,
+}
+
+/// An archive laid out as Debian's snapshot service is: `<url>/archive/debian/<timestamp>/`
+/// and `<url>/archive/debian-security/<timestamp>/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    pub url: String,
+    /// `YYYYMMDDTHHMMSSZ`, as the service names its moments.
+    pub timestamp: String,
+}
+
+/// One suite of the archive and where the build reads it from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AptSource {
+    pub uri: String,
+    pub suite: String,
+}
+
+impl Debian {
+    /// The release, its updates and its security fixes, in the order a suite is credited with
+    /// a file they share.
+    pub fn suites(&self) -> Vec<String> {
+        ["", "-updates", "-security"]
+            .iter()
+            .map(|suffix| format!("{}{suffix}", self.suite))
+            .collect()
+    }
+
+    /// Where the build resolves and fetches each suite: the snapshot when the recipe names
+    /// one, the mirrors otherwise.
+    pub fn build_sources(&self) -> Vec<AptSource> {
+        match &self.snapshot {
+            Some(snapshot) => {
+                let base = snapshot.url.trim_end_matches('/');
+                self.sources_from(
+                    &format!("{base}/archive/debian/{}", snapshot.timestamp),
+                    &format!("{base}/archive/debian-security/{}", snapshot.timestamp),
+                )
+            }
+            None => self.node_sources(),
+        }
+    }
+
+    /// What the node's apt names: the mirrors.
+    pub fn node_sources(&self) -> Vec<AptSource> {
+        self.sources_from(&self.mirror, &self.security_mirror)
+    }
+
+    fn sources_from(&self, mirror: &str, security_mirror: &str) -> Vec<AptSource> {
+        self.suites()
+            .into_iter()
+            .map(|suite| AptSource {
+                uri: if suite.ends_with("-security") {
+                    security_mirror
+                } else {
+                    mirror
+                }
+                .trim_end_matches('/')
+                .to_owned(),
+                suite,
+            })
+            .collect()
+    }
+
+    /// The node's `/etc/apt/sources.list.d/debian.sources` (deb822), each suite signed-by
+    /// `keyring`.
+    pub fn node_sources_deb822(&self, keyring: &str) -> String {
+        let sources = self.node_sources();
+        let mut text = String::new();
+        for uri in [&self.mirror, &self.security_mirror] {
+            let uri = uri.trim_end_matches('/');
+            let suites: Vec<&str> = sources
+                .iter()
+                .filter(|source| source.uri == uri)
+                .map(|source| source.suite.as_str())
+                .collect();
+            if suites.is_empty() || text.contains(&format!("URIs: {uri}\n")) {
+                continue;
+            }
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text += &format!(
+                "Types: deb\nURIs: {uri}\nSuites: {}\nComponents: {}\nSigned-By: {keyring}\n",
+                suites.join(" "),
+                self.components.join(" ")
+            );
+        }
+        text
+    }
 }
 
 /// The boot chain (Pi firmware, u-boot-rpi, `booti`) is arm64 only.
@@ -403,13 +503,33 @@ impl Recipe {
                 format!("{:?} is not a Debian suite name", debian.suite),
             ));
         }
-        if !["http://", "https://", "file://"]
-            .iter()
-            .any(|scheme| debian.mirror.starts_with(scheme))
+        let urls = [
+            ("debian.mirror", Some(&debian.mirror)),
+            ("debian.security_mirror", Some(&debian.security_mirror)),
+            (
+                "debian.snapshot.url",
+                debian.snapshot.as_ref().map(|snapshot| &snapshot.url),
+            ),
+        ];
+        for (key, url) in urls {
+            if let Some(url) = url.filter(|url| !is_archive_url(url)) {
+                return Err(reject(
+                    key,
+                    format!("{url:?} is not an http(s) or file URL"),
+                ));
+            }
+        }
+        if let Some(snapshot) = debian
+            .snapshot
+            .as_ref()
+            .filter(|snapshot| !is_snapshot_timestamp(&snapshot.timestamp))
         {
             return Err(reject(
-                "debian.mirror",
-                format!("{:?} is not an http(s) or file URL", debian.mirror),
+                "debian.snapshot.timestamp",
+                format!(
+                    "{:?} is not a snapshot moment like \"20261208T000000Z\"",
+                    snapshot.timestamp
+                ),
             ));
         }
         check_unique(&debian.components, "debian.components", reject)?;
@@ -538,6 +658,25 @@ fn layout_key(error: &LayoutError) -> &'static str {
     }
 }
 
+fn is_archive_url(url: &str) -> bool {
+    ["http://", "https://", "file:///"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme) && url.len() > scheme.len())
+        && !url.contains(char::is_whitespace)
+}
+
+/// `YYYYMMDDTHHMMSSZ`.
+fn is_snapshot_timestamp(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 16
+        && bytes[8] == b'T'
+        && bytes[15] == b'Z'
+        && bytes[..8]
+            .iter()
+            .chain(&bytes[9..15])
+            .all(u8::is_ascii_digit)
+}
+
 fn is_token(text: &str, allowed: impl Fn(char) -> bool) -> bool {
     !text.is_empty() && text.chars().all(allowed)
 }
@@ -634,6 +773,62 @@ mod tests {
             recipe.partitions.system.uuid.to_string(),
             "9fd721f3-ef58-4c69-9a78-61a2b414a239"
         );
+    }
+
+    #[test]
+    fn the_build_and_the_node_use_the_release_its_updates_and_its_security_fixes() {
+        let debian = parse(SHIPPED).unwrap().recipe.debian;
+        assert_eq!(
+            debian.suites(),
+            ["trixie", "trixie-updates", "trixie-security"]
+        );
+        let sources = debian.build_sources();
+        assert_eq!(sources, debian.node_sources());
+        assert_eq!(sources[1].uri, "http://deb.debian.org/debian");
+        assert_eq!(sources[2].uri, "http://security.debian.org/debian-security");
+        assert_eq!(
+            debian.node_sources_deb822("/usr/share/keyrings/debian-archive-keyring.gpg"),
+            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie trixie-updates\n\
+             Components: main non-free-firmware\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
+             Types: deb\nURIs: http://security.debian.org/debian-security\n\
+             Suites: trixie-security\nComponents: main non-free-firmware\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_serves_every_suite_to_the_build_but_not_to_the_node() {
+        let text = edited(
+            "# snapshot = { url",
+            "snapshot = { url = \"file:///srv/snap/\", timestamp = \"20261208T000000Z\" }\n# x = { url",
+        );
+        let debian = parse(&text).unwrap().recipe.debian;
+        let uris: Vec<String> = debian
+            .build_sources()
+            .into_iter()
+            .map(|source| format!("{} {}", source.uri, source.suite))
+            .collect();
+        assert_eq!(
+            uris,
+            [
+                "file:///srv/snap/archive/debian/20261208T000000Z trixie",
+                "file:///srv/snap/archive/debian/20261208T000000Z trixie-updates",
+                "file:///srv/snap/archive/debian-security/20261208T000000Z trixie-security",
+            ]
+        );
+        assert_eq!(debian.node_sources()[0].uri, "http://deb.debian.org/debian");
+
+        let bad = text.replace("20261208T000000Z", "2026-12-08");
+        let (line, key, message) = rejection(&bad);
+        assert_eq!(key.as_deref(), Some("debian.snapshot.timestamp"));
+        assert_eq!(line, Some(line_of(&bad, "snapshot = ")));
+        assert!(message.contains("2026-12-08"), "{message}");
+        let (_, key, _) = rejection(&edited(
+            "security_mirror = \"http://security.debian.org/debian-security\"",
+            "security_mirror = \"ftp://security.debian.org/debian-security\"",
+        ));
+        assert_eq!(key.as_deref(), Some("debian.security_mirror"));
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct SbomPackage {
     pub sha256: Option<Sha256Digest>,
     /// `debian` for the archive's packages, `pew` for ours.
     pub supplier: &'static str,
+    /// The archive suite a Debian package came from (`trixie-security`), when the lock says.
+    pub suite: Option<String>,
 }
 
 /// The SPDX document for image `name` at `version`, created at `created_epoch` (the image's
@@ -40,8 +42,17 @@ pub fn spdx(name: &str, version: &str, created_epoch: u64, packages: &[SbomPacka
         if let Some(sha256) = package.sha256 {
             text += &format!("PackageChecksum: SHA256: {sha256}\n");
         }
+        // purl's `distro` qualifier names where a deb came from; scanners match security
+        // advisories against it.
+        let distro = package
+            .suite
+            .as_ref()
+            .map_or(String::new(), |suite| format!("&distro={suite}"));
+        if let Some(suite) = &package.suite {
+            text += &format!("PackageComment: <text>Debian suite {suite}</text>\n");
+        }
         text += &format!(
-            "ExternalRef: PACKAGE-MANAGER purl pkg:deb/{}/{}@{}?arch={}\n\
+            "ExternalRef: PACKAGE-MANAGER purl pkg:deb/{}/{}@{}?arch={}{distro}\n\
              Relationship: SPDXRef-DOCUMENT DESCRIBES {id}\n",
             package.supplier,
             package.name,
@@ -121,6 +132,7 @@ mod tests {
                     architecture: "arm64".into(),
                     sha256: None,
                     supplier: "pew",
+                    suite: None,
                 },
                 SbomPackage {
                     name: "bsdutils".into(),
@@ -128,6 +140,7 @@ mod tests {
                     architecture: "arm64".into(),
                     sha256: Some(hash),
                     supplier: "debian",
+                    suite: Some("trixie-security".into()),
                 },
             ],
         );
@@ -136,9 +149,11 @@ mod tests {
         assert!(bsdutils < powerd);
         assert!(document.contains("Created: 2026-01-01T00:00:00Z\n"));
         assert!(document.contains(&format!("PackageChecksum: SHA256: {}\n", "ab".repeat(32))));
-        assert!(
-            document.contains("purl pkg:deb/debian/bsdutils@1%3A2.41.5-0+deb13u1?arch=arm64\n")
-        );
+        assert!(document.contains(
+            "purl pkg:deb/debian/bsdutils@1%3A2.41.5-0+deb13u1?arch=arm64&distro=trixie-security\n"
+        ));
+        assert!(document.contains("PackageComment: <text>Debian suite trixie-security</text>\n"));
+        assert!(document.contains("purl pkg:deb/pew/pew-powerd@0.1.0+git1?arch=arm64\n"));
         assert!(document.contains("SPDXID: SPDXRef-Package-pew-powerd-arm64\n"));
         assert_eq!(document.matches("PackageChecksum").count(), 1);
     }

@@ -58,7 +58,7 @@ pub fn run(area: Area) -> Result<()> {
 const TOUCHED_SOURCE: &str = "services/pew-powerd/src/main.rs";
 
 fn image(cold: bool, warm_runs: usize, boots: usize) -> Result<()> {
-    let inputs = crate::image::Inputs::load(false)?;
+    let inputs = crate::image::Inputs::load(&crate::image::LockArgs::default())?;
     let mut cold_seconds = None;
     let mut sizes = None;
     if cold {

@@ -6,6 +6,7 @@ mod host;
 mod image;
 mod node;
 mod process;
+mod progress;
 mod qemu;
 mod sim;
 mod uboot;
@@ -79,22 +80,37 @@ fn main() -> Result<()> {
     }
 }
 
-/// Unit tests, bus tests on a private dbus-daemon and doc tests for the whole workspace, then
-/// the SD card image built and booted A, B, A under QEMU.
+/// Lints, unit tests, bus tests on a private dbus-daemon and doc tests for the whole
+/// workspace, then the SD card image built and booted A, B, A under QEMU.
 fn test() -> Result<()> {
     host::ensure_tools()?;
     host::ensure_nextest()?;
+    host::ensure_lint_components()?;
     host::ensure_test_operator()?;
+    {
+        let _step = progress::Step::start("lints: rustfmt and clippy (-D warnings)");
+        process::cargo(&["fmt", "--all", "--check"])?;
+        process::cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--quiet",
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+    }
     // The bus tests drive the real binaries (pewctl beside each service), which nextest does not
     // build for packages other than the one under test.
     process::cargo(&["build", "--workspace", "--bins"])?;
     // Doc tests first: nextest does not run them, and its summary should be the last word.
     process::cargo(&["test", "--workspace", "--doc", "--quiet"])?;
     process::cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])?;
-    // The product itself: the image built (incrementally when its caches are warm) and booted
-    // in emulation from slot A, from slot B after installing the update there, and from A again.
-    let image = image::ensure_built()?;
-    qemu::check(&image)
+    // The product itself, through the entry path of the README's `cargo xtask qemu`: the
+    // image built (incrementally when its caches are warm, from nothing in a fresh clone) and
+    // booted in emulation from slot A, from slot B after installing the update there, and
+    // from A again.
+    qemu::check_from_scratch()
 }
 
 fn policies() -> Result<()> {

@@ -57,7 +57,7 @@ pub fn target_dir() -> PathBuf {
 
 /// Builds the given binaries with `profile` ("dev" or "release") and returns their directory.
 pub fn build_binaries(binaries: &[&str], profile: &str) -> Result<PathBuf> {
-    let mut args = vec!["build", "--quiet", "--profile", profile];
+    let mut args = vec!["build", "--profile", profile];
     for binary in binaries {
         args.extend(["--bin", binary]);
     }

@@ -1,7 +1,9 @@
 //! `cargo xtask qemu`: boots the built SD card image in `qemu-system-aarch64 -M virt` through
 //! Debian's u-boot-qemu and the card's own boot script (never a hand-passed kernel), waits until
 //! every pew service in the image is ready, prints how long each stage took, and leaves the node
-//! running on the terminal. `--check` instead runs the A/B evidence sequence ([`check`]).
+//! running on the terminal while its demo tasks' outcomes are reported. `--check` instead runs
+//! the A/B evidence sequence ([`check_from_scratch`]); `exec` runs a command on the running
+//! node ([`exec`]).
 //!
 //! Each run works on a copy of the image in a run directory under `out/qemu/`, extended to a
 //! card size so first boot's growth of the data partition is exercised. The node is observed
@@ -14,6 +16,7 @@ mod boot;
 pub mod bootfat;
 mod check;
 pub mod console;
+mod exec;
 mod guest;
 pub mod machine;
 mod mbr;
@@ -21,9 +24,11 @@ mod pool;
 mod update;
 mod verdict;
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use pew_bus::Service;
@@ -33,7 +38,6 @@ use pew_image::layout::{PartitionRole, SECTOR_BYTES};
 use pew_image::recipe::Recipe;
 
 use crate::image::{self, ToolsTree};
-use crate::workerpool::{DevWorkerpool, XS_CATEGORY};
 use crate::{host, process};
 use agent::Agent;
 use boot::BootSettings;
@@ -41,6 +45,7 @@ pub use boot::Milestones;
 use bootfat::{BootFat, Mtools, describe};
 use machine::{ConsoleMode, MachineSpec};
 use mbr::{MbrPartition, PartitionTable};
+use pool::SharedPool;
 use verdict::Expectation;
 
 /// Under TCG on a loaded two-core host a boot to ready has taken up to ~4 minutes.
@@ -52,8 +57,21 @@ const DEFAULT_CARD_MIB: u64 = 4096;
 /// Debian's u-boot-qemu inside the tools tree.
 const U_BOOT: &str = "usr/lib/u-boot/qemu_arm64/u-boot.bin";
 
+/// What a run directory's name starts with, under [`runs_dir`].
+const RUN_PREFIX: &str = "run-";
+/// The guest agent's socket in a run directory.
+const AGENT_SOCKET: &str = "agent.sock";
+
+/// Where the run directories are.
+fn runs_dir() -> PathBuf {
+    process::workspace_root().join("out/qemu")
+}
+
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct QemuArgs {
+    #[command(subcommand)]
+    action: Option<QemuAction>,
     /// Run the A/B evidence non-interactively (boot A; install the build's update into B,
     /// activate it and boot; activate A and boot) and fail on any deviation.
     #[arg(long)]
@@ -75,10 +93,42 @@ pub struct QemuArgs {
     tools_tree: Option<PathBuf>,
 }
 
+#[derive(clap::Subcommand)]
+enum QemuAction {
+    /// Run a command on the running emulated node, e.g. `cargo xtask qemu exec -- pewctl status`.
+    ///
+    /// The command runs as root on the node, through its guest agent; its output is printed
+    /// and its exit status becomes this command's.
+    Exec(exec::ExecArgs),
+}
+
+impl QemuArgs {
+    /// A boot as the program, not a user, asks for it: every option at its default, on `image`
+    /// or, without one, on the image built for this commit.
+    fn unattended(check: bool, image: Option<&Path>) -> Self {
+        Self {
+            action: None,
+            check,
+            image: image.map(Path::to_owned),
+            timeout: DEFAULT_TIMEOUT_SECONDS,
+            card_mib: DEFAULT_CARD_MIB,
+            keep: false,
+            tools_tree: None,
+        }
+    }
+}
+
 /// Entry point of `cargo xtask qemu`.
 pub fn run(args: QemuArgs) -> Result<()> {
+    match &args.action {
+        Some(QemuAction::Exec(exec)) => exec::run(exec, &runs_dir()),
+        None => boot_and_run(&args),
+    }
+}
+
+fn boot_and_run(args: &QemuArgs) -> Result<()> {
     host::ensure_commands(&machine::QEMU_TOOLS)?;
-    let setup = Setup::prepare(&args)?;
+    let setup = Setup::prepare(args)?;
     let result = if args.check {
         check::run(&setup)
     } else {
@@ -88,30 +138,18 @@ pub fn run(args: QemuArgs) -> Result<()> {
     result
 }
 
-/// Boots `image` once, unattended, on a fresh card of the default size until every service is
-/// ready, powers it off, and returns when each stage was reached (`cargo xtask bench image`).
-/// The A/B evidence sequence (`--check`) on `image`, as `cargo xtask test` runs it.
-pub fn check(image: &Path) -> Result<()> {
-    run(QemuArgs {
-        check: true,
-        image: Some(image.to_owned()),
-        timeout: DEFAULT_TIMEOUT_SECONDS,
-        card_mib: DEFAULT_CARD_MIB,
-        keep: false,
-        tools_tree: None,
-    })
+/// The A/B evidence sequence exactly as `cargo xtask qemu --check` runs it, from an empty
+/// `out/` too: the image for this commit (with the tools tree) is built first unless it is
+/// already (`cargo xtask test`).
+pub fn check_from_scratch() -> Result<()> {
+    run(QemuArgs::unattended(true, None))
 }
 
+/// Boots `image` once, unattended, on a fresh card of the default size until every service is
+/// ready, powers it off, and returns when each stage was reached (`cargo xtask bench image`).
 pub fn boot_to_ready_once(image: &Path, label: &str) -> Result<Milestones> {
     host::ensure_commands(&machine::QEMU_TOOLS)?;
-    let setup = Setup::prepare(&QemuArgs {
-        check: false,
-        image: Some(image.to_owned()),
-        timeout: DEFAULT_TIMEOUT_SECONDS,
-        card_mib: DEFAULT_CARD_MIB,
-        keep: false,
-        tools_tree: None,
-    })?;
+    let setup = Setup::prepare(&QemuArgs::unattended(false, Some(image)))?;
     let result =
         boot::boot_to_ready(&setup.boot_settings(label, ConsoleMode::LogOnly)).and_then(|node| {
             let milestones = node.milestones;
@@ -144,7 +182,7 @@ struct Setup {
     card_sectors: u64,
     timeout: Duration,
     /// The workerpool the node's pew-workerd works for, when the image has it.
-    pool: Option<RefCell<DevWorkerpool>>,
+    pool: Option<SharedPool>,
 }
 
 impl Setup {
@@ -152,6 +190,11 @@ impl Setup {
         let root = process::workspace_root();
         let recipe = Recipe::load(&root.join("image/pew.toml"))?;
         let services = guest::included_services(&recipe.recipe.services.include)?;
+        // The image first: building it builds the tools tree too.
+        let image = match &args.image {
+            Some(path) => path.clone(),
+            None => image::ensure_built()?,
+        };
         let tools = match &args.tools_tree {
             Some(path) => ToolsTree::new(path.clone()),
             None => image::tools_tree()?,
@@ -162,10 +205,6 @@ impl Setup {
             "the tools tree has no u-boot-qemu ({})",
             u_boot.display()
         );
-        let image = match &args.image {
-            Some(path) => path.clone(),
-            None => image::ensure_built()?,
-        };
         let table = PartitionTable::read(&image)?;
         let layout_differences = table.differences(&recipe.layout);
         for difference in &layout_differences {
@@ -177,11 +216,11 @@ impl Setup {
         let boot_partition = *table.partition(PartitionRole::Boot.number())?;
         let data_partition = *table.partition(PartitionRole::Data.number())?;
 
-        let runs = root.join("out/qemu");
+        let runs = runs_dir();
         std::fs::create_dir_all(&runs)
             .with_context(|| format!("cannot create {}", runs.display()))?;
         let run_dir = tempfile::Builder::new()
-            .prefix("run-")
+            .prefix(RUN_PREFIX)
             .tempdir_in(&runs)
             .context("cannot create a run directory")?;
         let run_disk = run_dir.path().join("card.img");
@@ -197,9 +236,7 @@ impl Setup {
             run_dir.path().display()
         );
         let pool = if services.iter().any(|service| service.unit == WORKER_UNIT) {
-            Some(RefCell::new(pool::start(
-                &run_dir.path().join("workerpool"),
-            )?))
+            Some(Mutex::new(pool::start(&run_dir.path().join("workerpool"))?))
         } else {
             None
         };
@@ -221,38 +258,27 @@ impl Setup {
             pool,
         };
         if let Some(pool) = &setup.pool {
-            pool::provision(&pool.borrow(), &setup.boot_fat(), setup.run_dir())?;
+            pool::provision(&pool::lock(pool), &setup.boot_fat(), setup.run_dir())?;
         }
         Ok(setup)
-    }
-
-    /// The arm64 test app loaded into the running node's engine and `tasks` tasks of it
-    /// published (`args`: the app's arguments); returns their ids, or none without a pool.
-    fn publish_tasks(&self, agent: &mut Agent, tasks: u32, args: &str) -> Result<Vec<String>> {
-        let Some(pool) = &self.pool else {
-            return Ok(Vec::new());
-        };
-        let mut pool = pool.borrow_mut();
-        pool::load_app(&pool, agent).context("cannot load the test app into the node")?;
-        pool.deal(tasks, XS_CATEGORY, args)
     }
 
     /// Publishes one task on the running node and waits until it is COMPLETED; the line
     /// returned says how long it took and what the app saw, or why it did not complete.
     fn run_task(&self, agent: &mut Agent) -> Option<Result<String>> {
         let pool = self.pool.as_ref()?;
-        let started = std::time::Instant::now();
-        let outcome = self.publish_tasks(agent, 1, "probe").and_then(|tasks| {
-            let task = tasks.first().context("the deal has no task")?;
-            pool.borrow_mut().wait(task, TASK_TIMEOUT)
+        let started = Instant::now();
+        let mut pool = pool::lock(pool);
+        let outcome = pool::publish(&mut pool, agent, 1, "probe").and_then(|publication| {
+            let task = publication.tasks.first().context("the deal has no task")?;
+            let outcome = pool.wait(task, TASK_TIMEOUT)?;
+            Ok((outcome, publication.published.elapsed()))
         });
-        Some(outcome.and_then(|outcome| {
+        Some(outcome.and_then(|(outcome, elapsed)| {
             ensure!(
-                outcome.status.as_deref() == Some("COMPLETED"),
-                "task {} ended {:?} after {:?}; worker journal:\n{}",
-                outcome.task,
-                outcome.status,
-                outcome.statuses,
+                outcome.completed(),
+                "{}; worker journal:\n{}",
+                pool::describe_outcome(&outcome, elapsed),
                 worker_journal(agent)
             );
             let missing = pool::sandbox_deviations(&outcome.stdout);
@@ -265,11 +291,11 @@ impl Setup {
                 worker_journal(agent)
             );
             Ok(format!(
-                "task {} COMPLETED {:.1} s after publication ({:.1} s with the app load), contributed, revealed and finalized on-chain; the app ran sandboxed:\n    {}",
+                "task {} COMPLETED {:.1} s after publication ({:.1} s with the app load), contributed, revealed and finalized on-chain; the app ran sandboxed:\n{}",
                 outcome.task,
-                outcome.seconds,
+                elapsed.as_secs_f64(),
                 started.elapsed().as_secs_f64(),
-                outcome.stdout.trim().lines().collect::<Vec<_>>().join("\n    ")
+                pool::indented(&outcome.stdout)
             ))
         }))
     }
@@ -325,7 +351,7 @@ impl Setup {
             spec: MachineSpec {
                 u_boot: self.u_boot.clone(),
                 disk: self.run_disk.clone(),
-                agent_socket: dir.join("agent.sock"),
+                agent_socket: dir.join(AGENT_SOCKET),
                 console_log: dir.join(format!("boot-{label}.console.log")),
                 console,
             },
@@ -348,7 +374,7 @@ const TASK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The worker's last journal lines, for a task that did not complete.
 fn worker_journal(agent: &mut Agent) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30);
     match agent.exec(
         "/usr/bin/journalctl",
         &["--unit", WORKER_UNIT, "--lines", "60", "--no-pager"],
@@ -393,28 +419,77 @@ fn interactive(setup: &Setup) -> Result<()> {
         "node running: serial console here (Ctrl-A X quits, Ctrl-A C monitor), guest agent on {}, host at 10.0.2.2 from the guest",
         settings.spec.agent_socket.display()
     ));
+    let label = settings.label.as_str();
+    let progress = |text: &str| boot::progress(label, text);
     for line in lines {
-        boot::progress(&settings.label, &line);
+        progress(&line);
     }
     let mut agent = node.agent;
-    match setup.publish_tasks(&mut agent, DEMO_TASKS, "hello pew") {
-        Ok(tasks) if !tasks.is_empty() => boot::progress(
-            &settings.label,
-            &format!(
-                "{DEMO_TASKS} demo tasks published to the node's workerpool: {}",
-                tasks.join(", ")
-            ),
-        ),
-        Ok(_) => {}
-        Err(error) => boot::progress(
-            &settings.label,
-            &format!("DEVIATION: no demo tasks: {error:#}"),
-        ),
-    }
-    let mut machine = node.machine;
-    // The agent connection is closed so that other clients (socat, virsh-style tools) can use it.
+    let demo = setup.pool.as_ref().and_then(|pool| {
+        match pool::publish(&mut pool::lock(pool), &mut agent, DEMO_TASKS, "hello pew") {
+            Ok(publication) => {
+                progress(&format!(
+                    "{DEMO_TASKS} demo tasks published to the node's workerpool: {}; each one's outcome follows when it ends",
+                    publication.tasks.join(", ")
+                ));
+                Some((pool, publication))
+            }
+            Err(error) => {
+                progress(&format!("DEVIATION: no demo tasks: {error:#}"));
+                None
+            }
+        }
+    });
+    // The agent connection is closed so that other clients (`cargo xtask qemu exec`) can use it.
     drop(agent);
-    let status = machine.wait()?;
+    if let Err(error) = share_with_sudo_user(setup.run_dir(), &settings.spec.agent_socket) {
+        progress(&format!("warning: {error:#}"));
+    }
+    progress(
+        "run commands on the node from another terminal: cargo xtask qemu exec -- pewctl status",
+    );
+    let mut machine = node.machine;
+    let stop = AtomicBool::new(false);
+    let status = thread::scope(|scope| {
+        if let Some((pool, publication)) = &demo {
+            let stop = &stop;
+            scope.spawn(move || {
+                let followed = pool::follow(pool, publication, TASK_TIMEOUT, stop, progress);
+                if let Err(error) = followed {
+                    progress(&format!("demo tasks no longer followed: {error:#}"));
+                }
+            });
+        }
+        let status = machine.wait();
+        // QEMU quit before every task ended: following stops within a second.
+        stop.store(true, Ordering::Relaxed);
+        status
+    })?;
     println!("QEMU exited ({status})");
+    Ok(())
+}
+
+/// A run that became root through sudo (building the image needs root) hands its directory
+/// and agent socket to the user who ran sudo, so that `cargo xtask qemu exec` needs no root.
+fn share_with_sudo_user(run_dir: &Path, socket: &Path) -> Result<()> {
+    let (Ok(uid), Ok(gid)) = (std::env::var("SUDO_UID"), std::env::var("SUDO_GID")) else {
+        return Ok(());
+    };
+    if !host::is_root() {
+        return Ok(());
+    }
+    let id = |text: &str, variable: &str| {
+        text.parse::<u32>()
+            .with_context(|| format!("{variable} is {text:?}, not an id"))
+    };
+    let (uid, gid) = (id(&uid, "SUDO_UID")?, id(&gid, "SUDO_GID")?);
+    for path in [run_dir, socket] {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).with_context(|| {
+            format!(
+                "cannot hand {} to the user who ran sudo; `cargo xtask qemu exec` will need sudo",
+                path.display()
+            )
+        })?;
+    }
     Ok(())
 }

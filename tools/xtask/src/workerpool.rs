@@ -43,15 +43,24 @@ pub struct Enrolled {
     pub engine_socket: Option<PathBuf>,
 }
 
+/// The final status of a task whose result was contributed, revealed and finalized on-chain.
+const COMPLETED: &str = "COMPLETED";
+
 /// How a task ended, as dev-core saw it.
 pub struct TaskOutcome {
     pub task: String,
     /// `COMPLETED`, `FAILED`, or `None` if it had not ended in time.
     pub status: Option<String>,
-    pub seconds: f64,
+    /// Every status the task went through, oldest first.
     pub statuses: Vec<String>,
     /// The app's standard output, as the worker reported it.
     pub stdout: String,
+}
+
+impl TaskOutcome {
+    pub fn completed(&self) -> bool {
+        self.status.as_deref() == Some(COMPLETED)
+    }
 }
 
 /// A running `dev-workerpool`; stopped when dropped.
@@ -68,6 +77,12 @@ impl DevWorkerpool {
     /// Starts the pool (built by `cargo build --workspace --bins`, or now) with its files and
     /// log in `dir`, and waits until it has enrolled the worker.
     pub fn start(dir: &Path, options: &PoolOptions<'_>) -> Result<Self> {
+        // On a fresh checkout the build compiles dev-core, dev-chain and alloy beneath them:
+        // minutes that must not look like a hang.
+        println!(
+            "building dev-workerpool (the host's workerpool: PoCo on anvil + dev-core); the first build takes several minutes"
+        );
+        let started = Instant::now();
         let bin = process::build_binaries(&["dev-workerpool"], "dev")?;
         std::fs::create_dir_all(dir)?;
         let log = dir.join("dev-workerpool.log");
@@ -113,8 +128,11 @@ impl DevWorkerpool {
             engine_socket: ready["engine_socket"].as_str().map(PathBuf::from),
         };
         println!(
-            "workerpool: dev-core {}, chain {}, worker {}",
-            enrolled.scheduler, enrolled.chain, enrolled.worker
+            "workerpool up {:.0} s after its build started: dev-core {}, chain {}, worker {}",
+            started.elapsed().as_secs_f64(),
+            enrolled.scheduler,
+            enrolled.chain,
+            enrolled.worker
         );
         Ok(Self {
             child,
@@ -157,7 +175,6 @@ impl DevWorkerpool {
             return Ok(TaskOutcome {
                 task: task.to_owned(),
                 status: ended["status"].as_str().map(str::to_owned),
-                seconds: ended["seconds"].as_f64().unwrap_or_default(),
                 statuses: strings(ended),
                 stdout: ended["stdout"].as_str().unwrap_or_default().to_owned(),
             });
@@ -166,7 +183,6 @@ impl DevWorkerpool {
             return Ok(TaskOutcome {
                 task: task.to_owned(),
                 status: None,
-                seconds: within.as_secs_f64(),
                 statuses: strings(timeout),
                 stdout: String::new(),
             });

@@ -9,10 +9,11 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 use pew_image::archive::{self, Variant};
-use pew_image::lock::{LockedPackage, PackageLock};
+use pew_image::lock::{LockChange, LockedPackage, PackageLock};
 use pew_image::recipe::Recipe;
 
 use crate::process;
+use crate::progress::Step;
 
 /// Debian's archive keys (bookworm's package already holds trixie's).
 const ARCHIVE_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -21,6 +22,8 @@ const ARCHIVE_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 pub struct AptTree {
     dir: PathBuf,
     architecture: String,
+    /// The recipe's suites, in the order a file two of them share is credited.
+    suites: Vec<String>,
 }
 
 impl AptTree {
@@ -41,15 +44,19 @@ impl AptTree {
             fs::write(&status, "")?;
         }
         let debian = &recipe.debian;
-        fs::write(
-            dir.join("etc/apt/sources.list"),
-            format!(
-                "deb [arch={architecture} signed-by={ARCHIVE_KEYRING}] {} {} {}\n",
-                debian.mirror,
-                debian.suite,
-                debian.components.join(" ")
-            ),
-        )?;
+        let sources: String = debian
+            .build_sources()
+            .iter()
+            .map(|source| {
+                format!(
+                    "deb [arch={architecture} signed-by={ARCHIVE_KEYRING}] {} {} {}\n",
+                    source.uri,
+                    source.suite,
+                    debian.components.join(" ")
+                )
+            })
+            .collect();
+        fs::write(dir.join("etc/apt/sources.list"), sources)?;
         fs::write(
             dir.join("apt.conf"),
             format!(
@@ -67,6 +74,7 @@ impl AptTree {
         Ok(Self {
             dir,
             architecture: architecture.to_owned(),
+            suites: debian.suites(),
         })
     }
 
@@ -80,19 +88,34 @@ impl AptTree {
         process::run(self.apt("apt-get").args(["update", "-qq"]))
     }
 
+    /// Every suite's `Packages` entries, the suites in the recipe's order.
     fn index(&self) -> Result<Vec<archive::IndexEntry>> {
         let lists = self.dir.join("var/lib/apt/lists");
-        let mut entries = Vec::new();
+        let mut files = Vec::new();
         for entry in fs::read_dir(&lists)? {
             let path = entry?.path();
-            if path.to_string_lossy().ends_with("_Packages") {
-                let text = fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                entries.extend(
-                    archive::parse_packages_index(&text)
-                        .with_context(|| format!("in {}", path.display()))?,
-                );
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            if !name.ends_with("_Packages") {
+                continue;
             }
+            let suite = archive::suite_of_index_file(&name, &self.suites)
+                .with_context(|| format!("{} belongs to no suite of the recipe", path.display()))?;
+            let rank = self.suites.iter().position(|s| s == suite);
+            files.push((rank, name, suite.to_owned(), path));
+        }
+        files.sort();
+        let mut entries = Vec::new();
+        for (_, _, suite, path) in files {
+            let text = fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            entries.extend(
+                archive::parse_packages_index(&text, &suite)
+                    .with_context(|| format!("in {}", path.display()))?,
+            );
         }
         ensure!(
             !entries.is_empty(),
@@ -150,20 +173,22 @@ impl AptTree {
             .iter()
             .map(|package| format!("{}={}", package.name, package.version))
             .collect();
-        println!(
-            "downloading {} packages for {}",
+        let _step = Step::start(format!(
+            "downloading {} locked packages for {}",
             specs.len(),
             self.architecture
-        );
+        ));
         process::run(
             self.apt("apt-get")
                 .args(["download", "-qq"])
                 .args(&specs)
                 .current_dir(cache),
         )
-        .context(
-            "the mirror no longer has every locked version: run cargo xtask image --update-lock",
-        )
+    }
+
+    /// Which of `packages` (of this architecture or `all`) no suite offers any more.
+    fn unavailable<'a>(&self, packages: &[&'a LockedPackage]) -> Result<Vec<&'a LockedPackage>> {
+        Ok(archive::unavailable(packages, &self.index()?))
     }
 }
 
@@ -183,8 +208,9 @@ pub fn read_lock(path: &Path) -> Result<PackageLock> {
     PackageLock::parse(&text).with_context(|| format!("{} is not a valid lock", path.display()))
 }
 
-/// Resolves the image's and the tools tree's package sets afresh and writes the lock.
-pub fn update_lock(cache: &Path, recipe: &Recipe, lock_file: &Path) -> Result<PackageLock> {
+/// Resolves the image's and the tools tree's package sets afresh from the recipe's suites.
+pub fn resolve(cache: &Path, recipe: &Recipe) -> Result<PackageLock> {
+    let _step = Step::start("resolving the package set from the archive");
     let image = AptTree::new(cache, recipe, &recipe.debian.architecture.to_string())?;
     let tools = AptTree::new(cache, recipe, &host_architecture()?)?;
     image.update()?;
@@ -196,8 +222,24 @@ pub fn update_lock(cache: &Path, recipe: &Recipe, lock_file: &Path) -> Result<Pa
             packages.push(package);
         }
     }
-    let lock = PackageLock::from_packages(packages)?;
-    fs::write(lock_file, lock.to_text())
+    Ok(PackageLock::from_packages(packages)?)
+}
+
+/// Resolves afresh, prints what changed against `old` as `cargo update` does, and writes
+/// the lock.
+pub fn update_lock(
+    cache: &Path,
+    recipe: &Recipe,
+    lock_file: &Path,
+    old: Option<&PackageLock>,
+) -> Result<PackageLock> {
+    let lock = resolve(cache, recipe)?;
+    if let Some(old) = old {
+        print_changes(&old.changes(&lock));
+    }
+    let temporary = lock_file.with_extension("lock.new");
+    fs::write(&temporary, lock.to_text())
+        .and_then(|()| fs::rename(&temporary, lock_file))
         .with_context(|| format!("cannot write {}", lock_file.display()))?;
     println!(
         "wrote {} ({} packages)",
@@ -205,6 +247,18 @@ pub fn update_lock(cache: &Path, recipe: &Recipe, lock_file: &Path) -> Result<Pa
         lock.packages().len()
     );
     Ok(lock)
+}
+
+/// One line per change, then how many there were and how many are security fixes.
+pub fn print_changes(changes: &[LockChange]) {
+    for change in changes {
+        println!("{change}");
+    }
+    let security = changes.iter().filter(|c| c.is_security()).count();
+    println!(
+        "{} lock changes, {security} of them security fixes",
+        changes.len()
+    );
 }
 
 /// `dpkg --print-architecture`: the tools tree runs on the build host.
@@ -216,38 +270,63 @@ pub fn host_architecture() -> Result<String> {
     )
 }
 
-/// Fills the `.deb` cache from the mirror where files are missing and checks every file the
-/// lock names against its hash. A file that does not match is deleted and fetched again once.
-pub fn fill_cache(cache: &Path, recipe: &Recipe, lock: &PackageLock) -> Result<PathBuf> {
+/// Whether the cache could be filled with every locked `.deb`.
+pub enum Availability {
+    /// Every locked file is in the cache, verified: the directory.
+    Complete(PathBuf),
+    /// These locked packages are in neither the cache nor any suite of the archive.
+    Gone(Vec<LockedPackage>),
+}
+
+/// Fills the `.deb` cache with every locked package: first from `seed` (a published `.deb`
+/// set, for an offline rebuild), then from the archive, and checks every file against its
+/// hash. A file that does not match is deleted and fetched again once. Nothing is fetched
+/// when a locked version is gone from the archive: those are returned instead.
+pub fn fill_cache(
+    cache: &Path,
+    recipe: &Recipe,
+    lock: &PackageLock,
+    seed: Option<&Path>,
+) -> Result<Availability> {
     let debs = cache.join("debs");
     fs::create_dir_all(&debs)?;
+    if let Some(seed) = seed {
+        import_seed(seed, &debs, lock)?;
+    }
     for attempt in 0..2 {
         let present: Vec<String> = fs::read_dir(&debs)?
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
             .collect();
         let missing = lock.missing(present.iter().map(String::as_str));
-        if !missing.is_empty() {
-            let mut by_architecture: Vec<(String, Vec<&LockedPackage>)> = Vec::new();
-            for package in missing {
-                let architecture = if package.architecture == "all" {
-                    recipe.debian.architecture.to_string()
-                } else {
-                    package.architecture.clone()
-                };
-                match by_architecture.iter_mut().find(|(a, _)| *a == architecture) {
-                    Some((_, list)) => list.push(package),
-                    None => by_architecture.push((architecture, vec![package])),
-                }
+        let mut by_architecture: Vec<(String, Vec<&LockedPackage>)> = Vec::new();
+        for package in missing {
+            let architecture = if package.architecture == "all" {
+                recipe.debian.architecture.to_string()
+            } else {
+                package.architecture.clone()
+            };
+            match by_architecture.iter_mut().find(|(a, _)| *a == architecture) {
+                Some((_, list)) => list.push(package),
+                None => by_architecture.push((architecture, vec![package])),
             }
-            for (architecture, packages) in by_architecture {
-                let tree = AptTree::new(cache, recipe, &architecture)?;
-                tree.update()?;
-                tree.download(&debs, &packages)?;
-            }
+        }
+        let mut trees = Vec::new();
+        let mut gone = Vec::new();
+        for (architecture, packages) in by_architecture {
+            let tree = AptTree::new(cache, recipe, &architecture)?;
+            tree.update()?;
+            gone.extend(tree.unavailable(&packages)?.into_iter().cloned());
+            trees.push((tree, packages));
+        }
+        if !gone.is_empty() {
+            return Ok(Availability::Gone(gone));
+        }
+        for (tree, packages) in trees {
+            tree.download(&debs, &packages)?;
         }
         let corrupt = verify(&debs, lock)?;
         if corrupt.is_empty() {
-            return Ok(debs);
+            return Ok(Availability::Complete(debs));
         }
         for name in &corrupt {
             fs::remove_file(debs.join(name))?;
@@ -265,6 +344,59 @@ pub fn fill_cache(cache: &Path, recipe: &Recipe, lock: &PackageLock) -> Result<P
     }
     unreachable!("the loop returns or fails on its second pass")
 }
+
+/// Links (or copies) the locked files `seed` holds into the cache; their hashes are checked
+/// with the rest.
+fn import_seed(seed: &Path, debs: &Path, lock: &PackageLock) -> Result<()> {
+    ensure!(
+        seed.is_dir(),
+        "--debs {}: no such directory",
+        seed.display()
+    );
+    let mut imported = 0;
+    for package in lock.packages() {
+        let (from, to) = (seed.join(&package.filename), debs.join(&package.filename));
+        if to.exists() || !from.is_file() {
+            continue;
+        }
+        fs::hard_link(&from, &to)
+            .or_else(|_| fs::copy(&from, &to).map(|_| ()))
+            .with_context(|| format!("cannot import {}", from.display()))?;
+        imported += 1;
+    }
+    println!("{imported} locked packages taken from {}", seed.display());
+    Ok(())
+}
+
+/// `name version (architecture)` of each package, for an error.
+pub fn describe_packages(packages: &[LockedPackage]) -> String {
+    packages
+        .iter()
+        .map(|p| format!("{} {} ({})", p.name, p.version, p.architecture))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Hard-links (or copies) every locked `.deb` and the lock into `directory`: the exact input
+/// of a build, published beside its image so the release can be rebuilt after the archive
+/// has moved on.
+pub fn publish_inputs(debs: &Path, lock: &PackageLock, directory: &Path) -> Result<()> {
+    fs::create_dir_all(directory)?;
+    for package in lock.packages() {
+        let (from, to) = (
+            debs.join(&package.filename),
+            directory.join(&package.filename),
+        );
+        fs::hard_link(&from, &to)
+            .or_else(|_| fs::copy(&from, &to).map(|_| ()))
+            .with_context(|| format!("cannot publish {}", from.display()))?;
+    }
+    fs::write(directory.join(LOCK_FILE_NAME), lock.to_text())?;
+    Ok(())
+}
+
+/// The lock's name in a published `.deb` set.
+pub const LOCK_FILE_NAME: &str = "pew.lock";
 
 /// The file names whose SHA-256 differs from the lock.
 fn verify(debs: &Path, lock: &PackageLock) -> Result<Vec<String>> {

@@ -349,18 +349,22 @@ impl Assembly<'_> {
     }
 }
 
+/// Where the image's debian-archive-keyring package puts Debian's archive keys.
+const NODE_ARCHIVE_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
 /// The few files a read-only root needs that no package provides.
 fn configure_read_only_root(root: &Path, debian: &Debian) -> Result<()> {
     use std::os::unix::fs::{PermissionsExt, symlink};
-    // mmdebstrap left the build's local repository here; the node knows the real mirror.
+    // mmdebstrap left the build's local repository here; the node knows the real archive:
+    // the release, its updates and its security fixes, each signed by Debian's keys.
+    let one_line_sources = root.join("etc/apt/sources.list");
+    if one_line_sources.exists() {
+        fs::remove_file(one_line_sources)?;
+    }
+    fs::create_dir_all(root.join("etc/apt/sources.list.d"))?;
     fs::write(
-        root.join("etc/apt/sources.list"),
-        format!(
-            "deb {} {} {}\n",
-            debian.mirror,
-            debian.suite,
-            debian.components.join(" ")
-        ),
+        root.join("etc/apt/sources.list.d/debian.sources"),
+        debian.node_sources_deb822(NODE_ARCHIVE_KEYRING),
     )?;
     // systemd-resolved's stub, which follows whatever DHCP says; /etc itself stays read-only.
     let resolv = root.join("etc/resolv.conf");

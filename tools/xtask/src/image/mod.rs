@@ -14,8 +14,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use pew_image::lock::PackageLock;
 use pew_image::recipe::{CheckedRecipe, Recipe};
+
+use archive::Availability;
 use pew_image::sbom::{self, SbomPackage};
 
+use crate::progress::Step;
 use crate::{debs, host, process};
 
 use crate::process::workspace_root;
@@ -35,7 +38,7 @@ pub fn output_dir() -> PathBuf {
 /// The raw disk image of the last build (`pew-<version>-rpi-arm64.img` in the output directory).
 pub fn built_image() -> Result<PathBuf> {
     let dir = output_dir();
-    let mut images: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut images: Vec<PathBuf> = fs::read_dir(&dir)
         .with_context(|| {
             format!(
                 "no image built yet ({} is missing): run cargo xtask image",
@@ -64,13 +67,32 @@ pub fn tools_tree() -> Result<ToolsTree> {
 
 #[derive(clap::Args)]
 pub struct ImageArgs {
-    /// Resolve the package set afresh from the mirror and rewrite image/pew.lock first.
-    #[arg(long)]
-    update_lock: bool,
-    /// Build twice in separate directories, from scratch except the verified .deb cache, and
-    /// compare every artifact.
-    #[arg(long)]
+    #[command(flatten)]
+    lock: LockArgs,
+    /// Build twice, each with its own caches, the second only from the `.deb` set the first
+    /// published and with the lock unchanged, and compare every artifact.
+    #[arg(long, conflicts_with = "outdated")]
     check_reproducible: bool,
+    /// List the locked packages that have newer versions in the recipe's suites (security
+    /// fixes marked), and build nothing.
+    #[arg(long)]
+    outdated: bool,
+}
+
+/// How a build treats image/pew.lock, as cargo treats Cargo.lock.
+#[derive(clap::Args, Default)]
+pub struct LockArgs {
+    /// Resolve the package set afresh and rewrite image/pew.lock before building.
+    #[arg(long, conflicts_with = "locked")]
+    update_lock: bool,
+    /// Never change image/pew.lock: fail, naming them, if locked packages cannot be had
+    /// (for rebuilding a release from its kept inputs).
+    #[arg(long)]
+    locked: bool,
+    /// Take locked `.deb`s from this directory first (a release's published `.deb` set):
+    /// with every one there, the build needs no network.
+    #[arg(long, value_name = "DIR")]
+    debs: Option<PathBuf>,
 }
 
 /// What the cached root filesystems are made from (besides the xtask code that runs mmdebstrap,
@@ -88,7 +110,10 @@ const HOST_TOOLS: [(&str, &str); 6] = [
 ];
 
 pub fn run(args: ImageArgs) -> Result<()> {
-    let inputs = Inputs::load(args.update_lock)?;
+    if args.outdated {
+        return outdated();
+    }
+    let inputs = Inputs::load(&args.lock)?;
     if args.check_reproducible {
         return check_reproducible(&inputs);
     }
@@ -105,37 +130,107 @@ pub fn ensure_built() -> Result<PathBuf> {
         println!("image: {} is up to date", image.display());
         return Ok(image);
     }
-    Inputs::load(false)?.build()?.print();
+    Inputs::load(&LockArgs::default())?.build()?.print();
     built_image()
 }
 
-/// A recipe and its lock, on a host prepared to build from them.
+/// `--outdated`: what re-resolving would change, without writing anything.
+fn outdated() -> Result<()> {
+    let recipe_path = workspace_root().join("image/pew.toml");
+    let recipe = Recipe::load(&recipe_path)?;
+    prepare_host(&recipe)?;
+    let cache = cache_dir();
+    fs::create_dir_all(&cache)?;
+    let locked = archive::read_lock(&archive::lock_path(&recipe_path))?;
+    let current = archive::resolve(&cache, &recipe.recipe)?;
+    let changes = locked.changes(&current);
+    if changes.is_empty() {
+        println!(
+            "image/pew.lock is up to date with {}",
+            recipe.recipe.debian.suites().join(", ")
+        );
+    } else {
+        println!(
+            "newer than image/pew.lock in {}:",
+            recipe.recipe.debian.suites().join(", ")
+        );
+        archive::print_changes(&changes);
+        println!("cargo xtask image --update-lock takes them");
+    }
+    Ok(())
+}
+
+/// A recipe and its lock, on a host prepared to build from them, with every locked `.deb`
+/// in the cache.
 pub struct Inputs {
     recipe: CheckedRecipe,
     lock: PackageLock,
+    debs: PathBuf,
 }
 
 impl Inputs {
-    /// Loads the recipe and the lock (re-resolved first with `update_lock`), after making
-    /// sure the host can build.
-    pub fn load(update_lock: bool) -> Result<Self> {
+    /// Loads the recipe and the lock and fills the `.deb` cache, after making sure the host
+    /// can build. As cargo does with Cargo.lock, a lock whose versions the archive no longer
+    /// has is re-resolved (each change printed) and rewritten, unless `--locked`.
+    pub fn load(args: &LockArgs) -> Result<Self> {
         let recipe_path = workspace_root().join("image/pew.toml");
         let recipe = Recipe::load(&recipe_path)?;
         prepare_host(&recipe)?;
         let cache = cache_dir();
         fs::create_dir_all(&cache)?;
         let lock_file = archive::lock_path(&recipe_path);
-        let lock = if update_lock {
-            archive::update_lock(&cache, &recipe.recipe, &lock_file)?
+        let debian = &recipe.recipe;
+        let mut lock = if args.update_lock || (!lock_file.exists() && !args.locked) {
+            let old = lock_file
+                .exists()
+                .then(|| archive::read_lock(&lock_file))
+                .transpose()?;
+            archive::update_lock(&cache, debian, &lock_file, old.as_ref())?
         } else {
             archive::read_lock(&lock_file)?
         };
-        Ok(Self { recipe, lock })
+        if !lock.records_suites() && !args.locked {
+            println!(
+                "{} does not record the suite of each package: re-resolving it",
+                lock_file.display()
+            );
+            lock = archive::update_lock(&cache, debian, &lock_file, Some(&lock))?;
+        }
+        loop {
+            match archive::fill_cache(&cache, debian, &lock, args.debs.as_deref())? {
+                Availability::Complete(debs) => return Ok(Self { recipe, lock, debs }),
+                Availability::Gone(gone) if args.locked => bail!(
+                    "{} is --locked, but {} of its packages are in neither the cache{} nor the \
+                     archive any more: {}\n(a release's published .deb set holds them: \
+                     --debs DIR; without --locked the lock is re-resolved)",
+                    lock_file.display(),
+                    gone.len(),
+                    args.debs
+                        .as_ref()
+                        .map_or(String::new(), |dir| format!(", {}", dir.display())),
+                    archive::describe_packages(&gone)
+                ),
+                Availability::Gone(gone) => {
+                    println!(
+                        "the archive no longer has {} locked packages ({}): re-resolving {}",
+                        gone.len(),
+                        archive::describe_packages(&gone),
+                        lock_file.display()
+                    );
+                    let fresh = archive::update_lock(&cache, debian, &lock_file, Some(&lock))?;
+                    ensure!(
+                        fresh != lock,
+                        "re-resolving gave the same lock, whose packages the archive does not have"
+                    );
+                    lock = fresh;
+                }
+            }
+        }
     }
 
     /// One build into the output directory with the shared cache.
     pub fn build(&self) -> Result<BuildReport> {
-        build(&self.recipe, &self.lock, &cache_dir(), &output_dir())
+        build(self, &cache_dir(), &output_dir())
     }
 
     /// Drops the cached root filesystems (not the .deb cache, the build's input), so the
@@ -232,35 +327,43 @@ impl BuildReport {
     }
 }
 
-/// Times each step of a build.
+/// Times each step of a build, and shows it while it runs.
 struct Stopwatch {
-    last: Instant,
+    current: Option<(&'static str, Instant, Step)>,
     steps: Vec<(&'static str, f64)>,
 }
 
 impl Stopwatch {
     fn new() -> Self {
         Self {
-            last: Instant::now(),
+            current: None,
             steps: Vec::new(),
         }
     }
 
-    fn lap(&mut self, step: &'static str) {
-        let now = Instant::now();
-        self.steps.push((step, (now - self.last).as_secs_f64()));
-        self.last = now;
+    /// Ends the running step, if any, and starts `step`.
+    fn start(&mut self, step: &'static str) {
+        self.finish();
+        self.current = Some((step, Instant::now(), Step::start(format!("image: {step}"))));
+    }
+
+    fn finish(&mut self) {
+        if let Some((step, started, shown)) = self.current.take() {
+            drop(shown);
+            self.steps.push((step, started.elapsed().as_secs_f64()));
+        }
     }
 }
 
 /// One complete build from the lock into `output`, using (and filling) `cache`.
-fn build(
-    recipe: &CheckedRecipe,
-    lock: &PackageLock,
-    cache: &Path,
-    output: &Path,
-) -> Result<BuildReport> {
+fn build(inputs: &Inputs, cache: &Path, output: &Path) -> Result<BuildReport> {
+    let Inputs {
+        recipe,
+        lock,
+        debs: debs_dir,
+    } = inputs;
     let mut watch = Stopwatch::new();
+    watch.start("tools tree");
     let (commit_time, version) = debs::head_version()?;
     let epoch = recipe
         .recipe
@@ -278,11 +381,9 @@ fn build(
     let image_architecture = recipe.recipe.debian.architecture.to_string();
     let host_architecture = archive::host_architecture()?;
 
-    let debs_dir = archive::fill_cache(cache, &recipe.recipe, lock)?;
-    watch.lap("package cache");
     let tools_repo = archive::local_repository(
         cache,
-        &debs_dir,
+        debs_dir,
         lock,
         &host_architecture,
         &recipe.recipe.debian.suite,
@@ -296,22 +397,22 @@ fn build(
         &host_architecture,
         trees_epoch,
     )?);
-    watch.lap("tools tree");
+    watch.start("base root filesystem");
     let image_repo = archive::local_repository(
         cache,
-        &debs_dir,
+        debs_dir,
         lock,
         &image_architecture,
         &recipe.recipe.debian.suite,
         trees_epoch,
     )?;
     let base = rootfs::base(cache, &recipe.recipe, lock, &image_repo, trees_epoch)?;
-    watch.lap("base root filesystem");
+    watch.start("pew packages (cross build)");
     let pew_debs = debs::build_packages(
         &cache.join("pew-debs"),
         &pew_image::deb::packages_for(&recipe.recipe.services.include),
     )?;
-    watch.lap("pew packages (cross build)");
+    watch.start("install pew");
 
     let assembly = assemble::Assembly {
         recipe,
@@ -321,10 +422,10 @@ fn build(
         repository: image_repo.clone(),
     };
     assembly.install(&base, &pew_debs)?;
-    watch.lap("install pew");
+    watch.start("filesystems");
     assembly.split()?;
     let filesystems = assembly.make_filesystems()?;
-    watch.lap("filesystems");
+    watch.start("disk image");
 
     if output.exists() {
         fs::remove_dir_all(output)?;
@@ -333,7 +434,7 @@ fn build(
     let stem = format!("pew-{version}-rpi-arm64");
     let image = output.join(format!("{stem}.img"));
     assembly.disk(&filesystems, &image)?;
-    watch.lap("disk image");
+    watch.start("bmap + zstd");
 
     let mut artifacts = vec![image.clone()];
     let bmap = output.join(format!("{stem}.img.bmap"));
@@ -355,7 +456,7 @@ fn build(
             .arg(&image),
     )?;
     artifacts.push(compressed);
-    watch.lap("bmap + zstd");
+    watch.start("payload, SBOM, sums");
 
     // The OTA payload of one slot: its system image and its boot files.
     let system = output.join(format!("pew-{version}-system.erofs"));
@@ -402,7 +503,9 @@ fn build(
         .map(|(name, sum)| format!("{sum}  {name}\n"))
         .collect();
     fs::write(output.join("SHA256SUMS"), text)?;
-    watch.lap("payload, SBOM, sums");
+    // The build's input, beside its output: what `--locked --debs` rebuilds it from.
+    archive::publish_inputs(debs_dir, lock, &output.join(format!("pew-{version}-debs")))?;
+    watch.finish();
 
     let system_bytes = fs::metadata(&filesystems.system)?.len();
     let mut sizes = Vec::new();
@@ -438,17 +541,17 @@ fn sbom_document(
         let [name, package_version, architecture] = line.split('\t').collect::<Vec<_>>()[..] else {
             bail!("unexpected package list line {line:?}");
         };
-        let sha256 = lock
+        let locked = lock
             .packages()
             .iter()
-            .find(|p| p.name == name && p.architecture == architecture)
-            .map(|p| p.sha256);
+            .find(|p| p.name == name && p.architecture == architecture);
         packages.push(SbomPackage {
             name: name.to_owned(),
             version: package_version.to_owned(),
             architecture: architecture.to_owned(),
-            sha256,
+            sha256: locked.map(|p| p.sha256),
             supplier: "debian",
+            suite: locked.and_then(|p| p.suite.clone()),
         });
     }
     for deb in pew_debs {
@@ -468,39 +571,60 @@ fn sbom_document(
             architecture: architecture.to_owned(),
             sha256: Some(process::sha256_file(deb)?),
             supplier: "pew",
+            suite: None,
         });
     }
     Ok(sbom::spdx("pew-rpi-arm64", version, epoch, &packages))
 }
 
-/// Two complete builds, each with its own tools tree and base root filesystem (only the
-/// verified .deb cache is shared: it is the input), then every artifact compared.
+/// Two complete builds, each with its own caches: the first from the verified `.deb` cache,
+/// the second only from the `.deb` set the first published, with the lock unchanged (as a
+/// release is rebuilt after the archive has moved on); then every artifact compared.
 fn check_reproducible(inputs: &Inputs) -> Result<()> {
-    let (recipe, lock) = (&inputs.recipe, &inputs.lock);
-    let debs_dir = archive::fill_cache(&cache_dir(), &recipe.recipe, lock)?;
     let root = workspace_root().join("out/reproducibility");
     if root.exists() {
         fs::remove_dir_all(&root)?;
     }
-    let mut sums = Vec::new();
-    for run in ["first", "second"] {
-        let run_cache = root.join(run).join("cache");
-        fs::create_dir_all(&run_cache)?;
-        std::os::unix::fs::symlink(&debs_dir, run_cache.join("debs"))?;
-        let report = build(recipe, lock, &run_cache, &root.join(run).join("image"))?;
-        report.print();
-        sums.push(fs::read_to_string(root.join(run).join("image/SHA256SUMS"))?);
-    }
-    if sums[0] == sums[1] {
-        println!(
-            "reproducible: both builds gave identical artifacts\n{}",
-            sums[0]
-        );
-        return Ok(());
-    }
-    println!("first build:\n{}\nsecond build:\n{}", sums[0], sums[1]);
-    bail!(
+    let first = root.join("first");
+    let first_cache = first.join("cache");
+    fs::create_dir_all(&first_cache)?;
+    std::os::unix::fs::symlink(&inputs.debs, first_cache.join("debs"))?;
+    build(inputs, &first_cache, &first.join("image"))?.print();
+
+    let second = root.join("second");
+    let second_cache = second.join("cache");
+    fs::create_dir_all(&second_cache)?;
+    let (_, version) = debs::head_version()?;
+    let published = first.join("image").join(format!("pew-{version}-debs"));
+    let Availability::Complete(debs) = archive::fill_cache(
+        &second_cache,
+        &inputs.recipe.recipe,
+        &inputs.lock,
+        Some(&published),
+    )?
+    else {
+        bail!("the first build's published .deb set is incomplete");
+    };
+    let rebuild = Inputs {
+        recipe: inputs.recipe.clone(),
+        lock: inputs.lock.clone(),
+        debs,
+    };
+    build(&rebuild, &second_cache, &second.join("image"))?.print();
+
+    let sums: Vec<String> = [&first, &second]
+        .iter()
+        .map(|run| fs::read_to_string(run.join("image/SHA256SUMS")))
+        .collect::<Result<_, _>>()?;
+    println!(
+        "first build's SHA256SUMS:\n{}\nsecond build's (from the published .deb set):\n{}",
+        sums[0], sums[1]
+    );
+    ensure!(
+        sums[0] == sums[1],
         "the two builds differ (artifacts kept in {})",
         root.display()
-    )
+    );
+    println!("reproducible: both builds gave identical artifacts");
+    Ok(())
 }
