@@ -66,6 +66,31 @@ pub fn suite_of_index_file<'a>(file_name: &str, suites: &'a [String]) -> Option<
         .map(String::as_str)
 }
 
+/// Where an index file apt keeps in its lists directory lives in the archive, below
+/// `dists/<suite>/`: `InRelease`, or `<component>/binary-<arch>/Packages`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivePath<'a> {
+    pub suite: &'a str,
+    pub below_suite: String,
+}
+
+/// The archive path of `file_name` from apt's lists directory
+/// (`deb.debian.org_debian_dists_trixie_main_binary-arm64_Packages`), when it is the signed
+/// release file or a binary `Packages` index of one of `suites`.
+pub fn archive_path<'a>(file_name: &str, suites: &'a [String]) -> Option<ArchivePath<'a>> {
+    let suite = suite_of_index_file(file_name, suites)?;
+    let marker = format!("_dists_{suite}_");
+    let rest = &file_name[file_name.find(&marker)? + marker.len()..];
+    let below_suite = if rest == "InRelease" {
+        rest.to_owned()
+    } else {
+        let (component, index) = rest.split_once('_')?;
+        let architecture = index.strip_prefix("binary-")?.strip_suffix("_Packages")?;
+        format!("{component}/binary-{architecture}/Packages")
+    };
+    Some(ArchivePath { suite, below_suite })
+}
+
 /// Parses the `Packages` index of `suite` (deb822 stanzas separated by blank lines).
 /// Continuation lines and fields the lock does not need are skipped.
 pub fn parse_packages_index(text: &str, suite: &str) -> Result<Vec<IndexEntry>, ArchiveError> {
@@ -417,6 +442,28 @@ SHA256: 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
         ] {
             assert_eq!(suite_of_index_file(file, &suites), suite, "{file}");
         }
+    }
+
+    #[test]
+    fn list_files_map_back_to_their_place_in_the_archive() {
+        let suites: Vec<String> = ["trixie", "trixie-security"].map(String::from).to_vec();
+        let place = |file: &str| {
+            archive_path(file, &suites).map(|path| format!("{}/{}", path.suite, path.below_suite))
+        };
+        assert_eq!(
+            place("deb.debian.org_debian_dists_trixie_InRelease").as_deref(),
+            Some("trixie/InRelease")
+        );
+        assert_eq!(
+            place("security.debian.org_debian-security_dists_trixie-security_non-free-firmware_binary-amd64_Packages")
+                .as_deref(),
+            Some("trixie-security/non-free-firmware/binary-amd64/Packages")
+        );
+        assert_eq!(
+            place("deb.debian.org_debian_dists_trixie_main_i18n_Translation-en"),
+            None
+        );
+        assert_eq!(place("lock"), None);
     }
 
     #[test]

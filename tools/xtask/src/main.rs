@@ -110,7 +110,9 @@ fn test() -> Result<()> {
     // image built (incrementally when its caches are warm, from nothing in a fresh clone) and
     // booted in emulation from slot A, from slot B after installing the update there, and
     // from A again.
-    qemu::check_from_scratch()
+    qemu::check_from_scratch()?;
+    // The recipe's snapshot path, on a file:// archive made from what that build fetched.
+    image::snapshot::check()
 }
 
 fn policies() -> Result<()> {

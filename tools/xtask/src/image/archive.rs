@@ -44,12 +44,18 @@ impl AptTree {
             fs::write(&status, "")?;
         }
         let debian = &recipe.debian;
+        // A snapshot's signed Release files carry the Valid-Until of their day, long past.
+        let expiry = if debian.snapshot.is_some() {
+            " check-valid-until=no"
+        } else {
+            ""
+        };
         let sources: String = debian
             .build_sources()
             .iter()
             .map(|source| {
                 format!(
-                    "deb [arch={architecture} signed-by={ARCHIVE_KEYRING}] {} {} {}\n",
+                    "deb [arch={architecture} signed-by={ARCHIVE_KEYRING}{expiry}] {} {} {}\n",
                     source.uri,
                     source.suite,
                     debian.components.join(" ")
@@ -88,9 +94,14 @@ impl AptTree {
         process::run(self.apt("apt-get").args(["update", "-qq"]))
     }
 
+    /// Where apt keeps the suites' signed release files and indexes.
+    pub fn lists_dir(&self) -> PathBuf {
+        self.dir.join("var/lib/apt/lists")
+    }
+
     /// Every suite's `Packages` entries, the suites in the recipe's order.
-    fn index(&self) -> Result<Vec<archive::IndexEntry>> {
-        let lists = self.dir.join("var/lib/apt/lists");
+    pub fn index(&self) -> Result<Vec<archive::IndexEntry>> {
+        let lists = self.lists_dir();
         let mut files = Vec::new();
         for entry in fs::read_dir(&lists)? {
             let path = entry?.path();

@@ -4,6 +4,7 @@
 mod archive;
 mod assemble;
 mod rootfs;
+pub mod snapshot;
 pub mod tools;
 
 use std::fs;
