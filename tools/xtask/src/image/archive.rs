@@ -72,7 +72,8 @@ impl AptTree {
                  APT::Architecture \"{architecture}\";\n\
                  APT::Architectures {{ \"{architecture}\"; }};\n\
                  APT::Install-Recommends \"false\";\n\
-                 Debug::NoLocking \"true\";\n",
+                 Debug::NoLocking \"true\";\n\
+                 APT::Sandbox::User \"root\";\n",
                 dir = dir.display(),
                 status = status.display(),
             ),
@@ -236,28 +237,22 @@ pub fn resolve(cache: &Path, recipe: &Recipe) -> Result<PackageLock> {
     Ok(PackageLock::from_packages(packages)?)
 }
 
-/// Resolves afresh, prints what changed against `old` as `cargo update` does, and writes
-/// the lock.
-pub fn update_lock(
-    cache: &Path,
-    recipe: &Recipe,
-    lock_file: &Path,
-    old: Option<&PackageLock>,
-) -> Result<PackageLock> {
-    let lock = resolve(cache, recipe)?;
+/// Writes `new` as the lock (atomically), after printing what changed against `old` as
+/// `cargo update` does.
+pub fn write_lock(lock_file: &Path, old: Option<&PackageLock>, new: &PackageLock) -> Result<()> {
     if let Some(old) = old {
-        print_changes(&old.changes(&lock));
+        print_changes(&old.changes(new));
     }
     let temporary = lock_file.with_extension("lock.new");
-    fs::write(&temporary, lock.to_text())
+    fs::write(&temporary, new.to_text())
         .and_then(|()| fs::rename(&temporary, lock_file))
         .with_context(|| format!("cannot write {}", lock_file.display()))?;
     println!(
         "wrote {} ({} packages)",
         lock_file.display(),
-        lock.packages().len()
+        new.packages().len()
     );
-    Ok(lock)
+    Ok(())
 }
 
 /// One line per change, then how many there were and how many are security fixes.

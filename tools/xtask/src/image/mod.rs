@@ -4,6 +4,7 @@
 mod archive;
 mod assemble;
 mod rootfs;
+mod settle;
 pub mod snapshot;
 pub mod tools;
 
@@ -18,6 +19,7 @@ use pew_image::recipe::{CheckedRecipe, Recipe};
 
 use archive::Availability;
 use pew_image::sbom::{self, SbomPackage};
+use settle::{LockInputs, LockPolicy};
 
 use crate::progress::Step;
 use crate::{debs, host, process};
@@ -96,6 +98,56 @@ pub struct LockArgs {
     debs: Option<PathBuf>,
 }
 
+impl LockArgs {
+    fn policy(&self) -> LockPolicy {
+        if self.update_lock {
+            LockPolicy::Update
+        } else if self.locked {
+            LockPolicy::Locked
+        } else {
+            LockPolicy::Refresh
+        }
+    }
+}
+
+/// The lock as the build reaches it: image/pew.lock, the archive through private apt trees,
+/// the `.deb` cache (seeded from `--debs`).
+struct ArchiveLock<'a> {
+    recipe: &'a Recipe,
+    cache: &'a Path,
+    lock_file: PathBuf,
+    seed: Option<&'a Path>,
+}
+
+impl LockInputs for ArchiveLock<'_> {
+    fn committed(&self) -> Result<Option<PackageLock>> {
+        self.lock_file
+            .exists()
+            .then(|| archive::read_lock(&self.lock_file))
+            .transpose()
+    }
+
+    fn resolve(&self) -> Result<PackageLock> {
+        archive::resolve(self.cache, self.recipe)
+    }
+
+    fn write(&self, old: Option<&PackageLock>, new: &PackageLock) -> Result<()> {
+        archive::write_lock(&self.lock_file, old, new)
+    }
+
+    fn fill(&self, lock: &PackageLock) -> Result<Availability> {
+        archive::fill_cache(self.cache, self.recipe, lock, self.seed)
+    }
+
+    fn say(&self, line: &str) {
+        println!("{line}");
+    }
+
+    fn name(&self) -> String {
+        self.lock_file.display().to_string()
+    }
+}
+
 /// What the cached root filesystems are made from (besides the xtask code that runs mmdebstrap,
 /// whose arguments are part of their cache key).
 const TREE_INPUTS: [&str; 2] = ["image/pew.lock", "image/pew.toml"];
@@ -170,63 +222,22 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// Loads the recipe and the lock and fills the `.deb` cache, after making sure the host
-    /// can build. As cargo does with Cargo.lock, a lock whose versions the archive no longer
-    /// has is re-resolved (each change printed) and rewritten, unless `--locked`.
+    /// Loads the recipe, settles on the lock ([`settle`]) and fills the `.deb` cache, after
+    /// making sure the host can build.
     pub fn load(args: &LockArgs) -> Result<Self> {
         let recipe_path = workspace_root().join("image/pew.toml");
         let recipe = Recipe::load(&recipe_path)?;
         prepare_host(&recipe)?;
         let cache = cache_dir();
         fs::create_dir_all(&cache)?;
-        let lock_file = archive::lock_path(&recipe_path);
-        let debian = &recipe.recipe;
-        let mut lock = if args.update_lock || (!lock_file.exists() && !args.locked) {
-            let old = lock_file
-                .exists()
-                .then(|| archive::read_lock(&lock_file))
-                .transpose()?;
-            archive::update_lock(&cache, debian, &lock_file, old.as_ref())?
-        } else {
-            archive::read_lock(&lock_file)?
+        let inputs = ArchiveLock {
+            recipe: &recipe.recipe,
+            cache: &cache,
+            lock_file: archive::lock_path(&recipe_path),
+            seed: args.debs.as_deref(),
         };
-        if !lock.records_suites() && !args.locked {
-            println!(
-                "{} does not record the suite of each package: re-resolving it",
-                lock_file.display()
-            );
-            lock = archive::update_lock(&cache, debian, &lock_file, Some(&lock))?;
-        }
-        loop {
-            match archive::fill_cache(&cache, debian, &lock, args.debs.as_deref())? {
-                Availability::Complete(debs) => return Ok(Self { recipe, lock, debs }),
-                Availability::Gone(gone) if args.locked => bail!(
-                    "{} is --locked, but {} of its packages are in neither the cache{} nor the \
-                     archive any more: {}\n(a release's published .deb set holds them: \
-                     --debs DIR; without --locked the lock is re-resolved)",
-                    lock_file.display(),
-                    gone.len(),
-                    args.debs
-                        .as_ref()
-                        .map_or(String::new(), |dir| format!(", {}", dir.display())),
-                    archive::describe_packages(&gone)
-                ),
-                Availability::Gone(gone) => {
-                    println!(
-                        "the archive no longer has {} locked packages ({}): re-resolving {}",
-                        gone.len(),
-                        archive::describe_packages(&gone),
-                        lock_file.display()
-                    );
-                    let fresh = archive::update_lock(&cache, debian, &lock_file, Some(&lock))?;
-                    ensure!(
-                        fresh != lock,
-                        "re-resolving gave the same lock, whose packages the archive does not have"
-                    );
-                    lock = fresh;
-                }
-            }
-        }
+        let (lock, debs) = settle::settle(args.policy(), &inputs)?;
+        Ok(Self { recipe, lock, debs })
     }
 
     /// One build into the output directory with the shared cache.
