@@ -120,3 +120,12 @@ pub fn run_with_input(command: &mut Command, input: &[u8]) -> Result<()> {
     ensure!(status.success(), "{command:?} failed: {status}");
     Ok(())
 }
+
+/// Hard-links `from` to `to`, or copies it where a link cannot be made (another filesystem):
+/// the big files a build passes around (`.deb`s, the system image) are never copied twice on
+/// one disk.
+pub fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    std::fs::hard_link(from, to)
+        .or_else(|_| std::fs::copy(from, to).map(|_| ()))
+        .with_context(|| format!("cannot link or copy {} to {}", from.display(), to.display()))
+}

@@ -365,9 +365,7 @@ fn import_seed(seed: &Path, debs: &Path, lock: &PackageLock) -> Result<()> {
         if to.exists() || !from.is_file() {
             continue;
         }
-        fs::hard_link(&from, &to)
-            .or_else(|_| fs::copy(&from, &to).map(|_| ()))
-            .with_context(|| format!("cannot import {}", from.display()))?;
+        process::link_or_copy(&from, &to)?;
         imported += 1;
     }
     println!("{imported} locked packages taken from {}", seed.display());
@@ -393,9 +391,7 @@ pub fn publish_inputs(debs: &Path, lock: &PackageLock, directory: &Path) -> Resu
             debs.join(&package.filename),
             directory.join(&package.filename),
         );
-        fs::hard_link(&from, &to)
-            .or_else(|_| fs::copy(&from, &to).map(|_| ()))
-            .with_context(|| format!("cannot publish {}", from.display()))?;
+        process::link_or_copy(&from, &to)?;
     }
     fs::write(directory.join(LOCK_FILE_NAME), lock.to_text())?;
     Ok(())
@@ -443,9 +439,7 @@ pub fn local_repository(
         .map(|p| p.filename.as_str())
         .collect();
     for name in &wanted {
-        fs::hard_link(debs.join(name), repo.join(name))
-            .or_else(|_| fs::copy(debs.join(name), repo.join(name)).map(|_| ()))
-            .with_context(|| format!("cannot put {name} into {}", repo.display()))?;
+        process::link_or_copy(&debs.join(name), &repo.join(name))?;
     }
     let packages = process::output(
         Command::new("apt-ftparchive")

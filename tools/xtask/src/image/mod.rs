@@ -473,8 +473,7 @@ fn build(inputs: &Inputs, cache: &Path, output: &Path) -> Result<BuildReport> {
     // The OTA payload of one slot: its system image and its boot files.
     let system = output.join(format!("pew-{version}-system.erofs"));
     // The work directory goes away; a link saves copying 300 MB.
-    fs::hard_link(&filesystems.system, &system)
-        .or_else(|_| fs::copy(&filesystems.system, &system).map(|_| ()))?;
+    process::link_or_copy(&filesystems.system, &system)?;
     artifacts.push(system);
     let payload = output.join(format!("pew-{version}-slot-boot.tar"));
     process::run(

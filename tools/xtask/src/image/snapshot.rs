@@ -151,7 +151,7 @@ pub fn check() -> Result<()> {
     Ok(())
 }
 
-/// Hard-links (or copies) `from` to `to`, creating `to`'s directory.
+/// [`process::link_or_copy`], creating `to`'s directory; a file already there stays.
 fn link(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
         fs::create_dir_all(parent)?;
@@ -159,7 +159,5 @@ fn link(from: &Path, to: &Path) -> Result<()> {
     if to.exists() {
         return Ok(());
     }
-    fs::hard_link(from, to)
-        .or_else(|_| fs::copy(from, to).map(|_| ()))
-        .with_context(|| format!("cannot place {} at {}", from.display(), to.display()))
+    process::link_or_copy(from, to)
 }
