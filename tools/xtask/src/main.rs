@@ -87,8 +87,14 @@ fn test() -> Result<()> {
     host::ensure_nextest()?;
     host::ensure_lint_components()?;
     host::ensure_test_operator()?;
-    {
-        let _step = progress::Step::start("lints: rustfmt and clippy (-D warnings)");
+    let mut phases = progress::Phases::default();
+    let result = run_tests(&mut phases);
+    println!("\ncargo xtask test phases:\n{}", phases.summary());
+    result
+}
+
+fn run_tests(phases: &mut progress::Phases) -> Result<()> {
+    phases.run("lints: rustfmt and clippy (-D warnings)", || {
         process::cargo(&["fmt", "--all", "--check"])?;
         process::cargo(&[
             "clippy",
@@ -98,21 +104,29 @@ fn test() -> Result<()> {
             "--",
             "-D",
             "warnings",
-        ])?;
-    }
+        ])
+    })?;
     // The bus tests drive the real binaries (pewctl beside each service), which nextest does not
     // build for packages other than the one under test.
-    process::cargo(&["build", "--workspace", "--bins"])?;
-    // Doc tests first: nextest does not run them, and its summary should be the last word.
-    process::cargo(&["test", "--workspace", "--doc", "--quiet"])?;
-    process::cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])?;
+    phases.run("build the workspace's binaries", || {
+        process::cargo(&["build", "--workspace", "--bins"])
+    })?;
+    phases.run("doc tests", || {
+        process::cargo(&["test", "--workspace", "--doc", "--quiet"])
+    })?;
+    phases.run("unit, driver, bus and end-to-end tests (nextest)", || {
+        process::cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])
+    })?;
     // The product itself, through the entry path of the README's `cargo xtask qemu`: the
     // image built (incrementally when its caches are warm, from nothing in a fresh clone) and
     // booted in emulation from slot A, from slot B after installing the update there, and
     // from A again.
-    qemu::check_from_scratch()?;
+    phases.run(
+        "image built and booted A, B, A (qemu --check)",
+        qemu::check_from_scratch,
+    )?;
     // The recipe's snapshot path, on a file:// archive made from what that build fetched.
-    image::snapshot::check()
+    phases.run("snapshot archive path", image::snapshot::check)
 }
 
 fn policies() -> Result<()> {

@@ -15,14 +15,12 @@ use pew_image::recipe::{Recipe, Snapshot};
 use super::archive::{self, AptTree, Availability};
 use super::{cache_dir, workspace_root};
 use crate::process;
-use crate::progress::Step;
 
 /// The moment the archive on disk claims to be.
 const TIMESTAMP: &str = "20261208T000000Z";
 
 /// Builds the archive from the last image build's caches and checks the snapshot path on it.
 pub fn check() -> Result<()> {
-    let _step = Step::start("image: the snapshot archive path, on a file:// snapshot");
     let recipe_path = workspace_root().join("image/pew.toml");
     let recipe = Recipe::load(&recipe_path)?.recipe;
     let lock = archive::read_lock(&archive::lock_path(&recipe_path))?;
