@@ -80,6 +80,10 @@ pub struct ImageArgs {
     /// fixes marked), and build nothing.
     #[arg(long)]
     outdated: bool,
+    /// Check the recipe's snapshot path on a file:// archive laid out as Debian's snapshot
+    /// service, made from the last build's signed indexes and .debs (run by cargo xtask test).
+    #[arg(long, conflicts_with_all = ["outdated", "check_reproducible"])]
+    check_snapshot: bool,
 }
 
 /// How a build treats image/pew.lock, as cargo treats Cargo.lock.
@@ -165,6 +169,10 @@ const HOST_TOOLS: [(&str, &str); 6] = [
 pub fn run(args: ImageArgs) -> Result<()> {
     if args.outdated {
         return outdated();
+    }
+    if args.check_snapshot {
+        host::become_root()?;
+        return snapshot::check();
     }
     let inputs = Inputs::load(&args.lock)?;
     if args.check_reproducible {
