@@ -270,7 +270,7 @@ pub fn unavailable<'a>(
 }
 
 /// `%2b` → `+`, `%3a` → `:`; apt escapes only a few bytes in pool URLs.
-fn percent_decode(text: &str) -> String {
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;

@@ -73,7 +73,8 @@ impl AptTree {
                  APT::Architectures {{ \"{architecture}\"; }};\n\
                  APT::Install-Recommends \"false\";\n\
                  Debug::NoLocking \"true\";\n\
-                 APT::Sandbox::User \"root\";\n",
+                 APT::Sandbox::User \"root\";\n\
+                 Acquire::Languages \"none\";\n",
                 dir = dir.display(),
                 status = status.display(),
             ),

@@ -4,6 +4,7 @@
 mod archive;
 mod assemble;
 mod rootfs;
+mod served;
 mod settle;
 pub mod snapshot;
 pub mod tools;

@@ -1,9 +1,15 @@
 //! The recipe's snapshot path, checked without Debian's snapshot service (unreachable here):
-//! a `file://` archive laid out as the service lays out one moment
+//! an archive on disk laid out as the service lays out one moment
 //! (`archive/debian/<timestamp>/`, `archive/debian-security/<timestamp>/`), made from the
-//! build's own Debian-signed indexes and verified `.deb`s. A recipe naming it must resolve a
-//! package set from it, with the signatures checked against the archive keyring, and fetch
-//! every locked `.deb` from it into an empty cache.
+//! build's own Debian-signed indexes and verified `.deb`s, and served on loopback. A recipe
+//! naming it must resolve a package set from it, with the signatures checked against the
+//! archive keyring, and fetch every locked `.deb` from it into an empty cache.
+//!
+//! apt keeps its indexes decompressed, so the copy has `Packages` where the signed release
+//! file lists `Packages.xz` first. Over HTTP the missing `.xz` is a 404 and apt falls back to
+//! the uncompressed index the release file also lists; apt 2.6's `file:` method instead hands
+//! back the uncompressed file for the `.xz` request and fails its hash, so the copy is served
+//! over HTTP rather than read as `file://` (a real snapshot mirror on disk has the `.xz`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,6 +19,7 @@ use pew_image::archive::archive_path;
 use pew_image::recipe::{Recipe, Snapshot};
 
 use super::archive::{self, AptTree, Availability};
+use super::served::FileServer;
 use super::{cache_dir, workspace_root};
 use crate::process;
 
@@ -29,9 +36,12 @@ pub fn check() -> Result<()> {
     if root.exists() {
         fs::remove_dir_all(&root)?;
     }
+    let service = root.join("service");
+    fs::create_dir_all(&service)?;
+    let server = FileServer::start(&service)?;
     let mut snapshot_recipe = recipe.clone();
     snapshot_recipe.debian.snapshot = Some(Snapshot {
-        url: format!("file://{}", root.join("service").display()),
+        url: server.url().to_owned(),
         timestamp: TIMESTAMP.to_owned(),
     });
     let suites = recipe.debian.suites();
@@ -40,8 +50,11 @@ pub fn check() -> Result<()> {
         .build_sources()
         .into_iter()
         .map(|source| {
-            let path = PathBuf::from(source.uri.trim_start_matches("file://"));
-            (source.suite, path)
+            let below = source
+                .uri
+                .trim_start_matches(server.url())
+                .trim_start_matches('/');
+            (source.suite, service.join(below))
         })
         .collect();
     let suite_root = |suite: &str| -> Result<&Path> {
@@ -140,8 +153,14 @@ pub fn check() -> Result<()> {
             archive::describe_packages(&gone)
         ),
     }
+    drop(server);
     println!(
-        "snapshot at {TIMESTAMP}: {} packages resolved from its signed indexes ({} differ from image/pew.lock); all {placed} locked .debs fetched from it into an empty cache and verified",
+        "snapshot at {TIMESTAMP} ({}): {} packages resolved from its signed indexes ({} differ from image/pew.lock); all {placed} locked .debs fetched from it into an empty cache and verified",
+        snapshot_recipe
+            .debian
+            .snapshot
+            .as_ref()
+            .map_or("", |snapshot| snapshot.url.as_str()),
         resolved.packages().len(),
         lock.changes(&resolved).len()
     );
