@@ -108,7 +108,10 @@ fn serve(stream: TcpStream, root: &Path) -> io::Result<()> {
 
 fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
     let mut line = Vec::new();
-    reader.by_ref().take(MAX_LINE as u64).read_until(b'\n', &mut line)?;
+    reader
+        .by_ref()
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', &mut line)?;
     if !line.ends_with(b"\n") {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
